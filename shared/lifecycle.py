@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+import msgspec
 from prometheus_client import CollectorRegistry
 
 from shared.bus import Bus, BusConnectError
@@ -28,6 +29,9 @@ from shared.config import ConfigError, ServiceConfig, load_config
 from shared.telemetry import BusMetrics, HealthServer, configure_logging
 
 log = logging.getLogger(__name__)
+
+NATS_URL_ENV = "SCALEBUS_NATS_URL"
+"""When set, overrides ``service.bus.url`` of every service's config (``make run`` uses it)."""
 
 C = TypeVar("C")
 
@@ -80,6 +84,10 @@ def run_service(
     common = getattr(config, "service", None)
     if not isinstance(common, ServiceConfig):
         raise TypeError(f"{config_type.__name__} must have a `service: ServiceConfig` field")
+    url = os.environ.get(NATS_URL_ENV, "")
+    if url:
+        common = msgspec.structs.replace(common, bus=msgspec.structs.replace(common.bus, url=url))
+        config = msgspec.structs.replace(config, service=common)  # type: ignore[type-var]
     configure_logging(service, common.log_level)
     try:
         return asyncio.run(_serve(service, config, common, build, config_path))
