@@ -1,0 +1,1 @@
+"""The demo that `make run` shows: a small HTTP workload and a bounded load generator."""
