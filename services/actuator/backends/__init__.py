@@ -1,0 +1,1 @@
+"""Backends change the replica count of a target: local processes or a Kubernetes scale subresource."""

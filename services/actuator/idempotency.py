@@ -1,0 +1,100 @@
+"""Idempotency by decision id, kept in a JetStream KV bucket so it survives actuator restarts.
+
+A decision is *claimed* with a create-if-absent write before anything is done (an atomic
+compare-and-set: of two claims only one succeeds), then *completed* with its result.  A decision
+found claimed or completed is a duplicate: it is never executed again, and its stored result is
+published again (with the same message id, so the results stream keeps one copy).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+import msgspec
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from services.actuator.kv import kv_key
+from shared.schemas import ExecutionResult
+
+
+class AppliedRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """What the bucket holds per decision id."""
+
+    decision_id: str
+    state: Literal["claimed", "done"]
+    actuator: str
+    claimed_at: float
+    result: ExecutionResult | None = None
+
+
+class Claimed(msgspec.Struct, frozen=True, kw_only=True):
+    """This actuator owns the decision now; ``revision`` completes it."""
+
+    revision: int
+
+
+class IdempotencyStore(Protocol):
+    async def lookup(self, decision_id: str) -> AppliedRecord | None: ...
+
+    async def claim(self, decision_id: str, *, actuator: str, at: float) -> Claimed | AppliedRecord:
+        """Claim the decision, or return the record of whoever claimed it first."""
+
+    async def complete(self, decision_id: str, claim: Claimed, record: AppliedRecord) -> None: ...
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(AppliedRecord)
+
+
+class KvIdempotencyStore:
+    """The store in a JetStream KV bucket (``<prefix>_actuator_applied``)."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        self._kv = kv
+
+    async def lookup(self, decision_id: str) -> AppliedRecord | None:
+        try:
+            entry = await self._kv.get(kv_key(decision_id))
+        except KeyNotFoundError:
+            return None
+        if entry.value is None:
+            return None
+        return _decoder.decode(entry.value)
+
+    async def claim(self, decision_id: str, *, actuator: str, at: float) -> Claimed | AppliedRecord:
+        record = AppliedRecord(decision_id=decision_id, state="claimed", actuator=actuator, claimed_at=at)
+        try:
+            revision = await self._kv.create(kv_key(decision_id), _encoder.encode(record))
+        except KeyWrongLastSequenceError:
+            existing = await self.lookup(decision_id)
+            return existing if existing is not None else record
+        return Claimed(revision=revision)
+
+    async def complete(self, decision_id: str, claim: Claimed, record: AppliedRecord) -> None:
+        await self._kv.update(kv_key(decision_id), _encoder.encode(record), last=claim.revision)
+
+
+class DryRunIdempotencyStore:
+    """Dry-run changes nothing, the bucket included: it reads the bucket and remembers its own in memory."""
+
+    def __init__(self, shared: IdempotencyStore | None) -> None:
+        self._shared = shared
+        self._records: dict[str, AppliedRecord] = {}
+
+    async def lookup(self, decision_id: str) -> AppliedRecord | None:
+        if decision_id in self._records:
+            return self._records[decision_id]
+        return await self._shared.lookup(decision_id) if self._shared is not None else None
+
+    async def claim(self, decision_id: str, *, actuator: str, at: float) -> Claimed | AppliedRecord:
+        existing = await self.lookup(decision_id)
+        if existing is not None:
+            return existing
+        self._records[decision_id] = AppliedRecord(
+            decision_id=decision_id, state="claimed", actuator=actuator, claimed_at=at
+        )
+        return Claimed(revision=0)
+
+    async def complete(self, decision_id: str, claim: Claimed, record: AppliedRecord) -> None:
+        self._records[decision_id] = record
