@@ -47,11 +47,11 @@ def _pid_alive(pid: int) -> bool:
         return False
 
 
-async def _eventually(check: Callable[[], bool], *, timeout: float = 10.0, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
+async def _eventually(check: Callable[[], bool], *, within: float = 10.0, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + within
     while not check():
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
+            raise AssertionError(f"condition not met within {within}s")
         await asyncio.sleep(interval)
 
 
@@ -68,7 +68,7 @@ def pid_alive() -> Callable[[int], bool]:
 
 @pytest.fixture
 def eventually() -> Eventually:
-    """``await eventually(check, timeout=...)``: poll a condition, bounded in time."""
+    """``await eventually(check, within=...)``: poll a condition, bounded in time."""
     return _eventually
 
 

@@ -115,7 +115,7 @@ async def test_a_replica_ignoring_sigterm_is_killed_after_the_grace_period(
 
     await backend.scale(0)
     assert pid_alive(pid), "the replica ignores SIGTERM, so it outlives the signal until the grace period ends"
-    await eventually(lambda: not pid_alive(pid), timeout=5.0)
+    await eventually(lambda: not pid_alive(pid), within=5.0)
     assert backend._observe().replicas == ()
 
 
@@ -127,8 +127,8 @@ async def test_a_crashed_replica_is_restarted_under_the_same_name(
     first_pid = backend._observe().replicas[0].pid
     backend.changed.clear()
 
-    await eventually(lambda: backend._replicas[0].restarts >= 1, timeout=10.0)
-    await eventually(lambda: backend._observe().replicas[0].pid not in (0, first_pid), timeout=10.0)
+    await eventually(lambda: backend._replicas[0].restarts >= 1, within=10.0)
+    await eventually(lambda: backend._observe().replicas[0].pid not in (0, first_pid), within=10.0)
     observed = await backend.read()
     assert observed.replicas[0].name == "web-0"
     assert observed.current_replicas == 1
@@ -151,7 +151,7 @@ async def test_stop_ends_every_replica_and_its_children_leaving_no_orphans(
 
     await backend.stop()
 
-    await eventually(lambda: not any(pid_alive(pid) for pid in pids), timeout=5.0)
+    await eventually(lambda: not any(pid_alive(pid) for pid in pids), within=5.0)
     assert backend._observe().replicas == ()
 
 

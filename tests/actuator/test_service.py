@@ -1,0 +1,242 @@
+"""The actuator service end to end: decisions from the JetStream stream, real replica processes, results and
+status on a real nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from nats.js.errors import KeyNotFoundError, NotFoundError
+
+from shared.bus import Bus
+from shared.schemas import Alert, DeadLetter, Decision, DecisionBatch, ExecutionResult, TargetStatus
+
+Eventually = Callable[..., Awaitable[None]]
+
+
+def actuator_config(command: list[str], **overrides: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "targets": [
+            {
+                "name": "web",
+                "min_replicas": 1,
+                "max_replicas": 8,
+                "backend": {
+                    "type": "local",
+                    "command": command,
+                    "initial_replicas": 1,
+                    "health_interval_seconds": 0.1,
+                    "grace_seconds": 2,
+                },
+            }
+        ],
+        "status_interval_seconds": 0.5,
+        "status_poll_seconds": 0.05,
+        "safety": {"min_change_interval_seconds": 0},
+    }
+    config.update(overrides)
+    return config
+
+
+def decision(
+    desired: int, *, target: str = "web", decision_id: str = "", age: float = 0.0, current: int = 1
+) -> Decision:
+    return Decision(
+        id=decision_id or uuid.uuid4().hex,
+        target=target,
+        current_replicas=current,
+        desired_replicas=desired,
+        reason="ScaleUpLimit" if desired > current else "DesiredWithinRange",
+        decided_at=time.time() - age,
+    )
+
+
+async def publish_batch(bus: Bus, *decisions: Decision, batch_id: str = "") -> DecisionBatch:
+    batch = DecisionBatch(
+        batch_id=batch_id or uuid.uuid4().hex, decider="test", tick=1, decided_at=time.time(), decisions=decisions
+    )
+    await bus.publish_persistent(bus.subjects.decisions, batch, msg_id=batch.batch_id)
+    return batch
+
+
+def results_for(listener: Any, decision_id: str) -> list[ExecutionResult]:
+    return [r for r in listener.messages if r.decision_id == decision_id]
+
+
+async def test_a_decision_scales_the_local_target_and_reports_one_applied_result_and_the_new_status(
+    bus: Bus, actuators: Any, listen: Any, replica_command: Callable[..., list[str]], eventually: Eventually
+) -> None:
+    results = await listen(bus.subjects.results_all, ExecutionResult)
+    statuses = await listen(bus.subjects.status("web"), TargetStatus)
+    service = await actuators.start(actuator_config(replica_command()))
+    await eventually(lambda: any(s.ready_replicas == 1 for s in statuses.messages))
+
+    wanted = decision(3)
+    await publish_batch(bus, wanted)
+
+    await eventually(lambda: len(results_for(results, wanted.id)) == 1)
+    result = results_for(results, wanted.id)[0]
+    assert result.status == "applied"
+    assert (result.previous_replicas, result.requested_replicas, result.resulting_replicas) == (1, 3, 3)
+    assert result.reason.startswith("ScaleUpLimit")
+    assert result.actuator == "actuator-test" and not result.dry_run
+
+    await eventually(lambda: any(s.ready_replicas == 3 for s in statuses.messages), within=15.0)
+    latest = next(s for s in reversed(statuses.messages) if s.ready_replicas == 3)
+    assert latest.backend == "local" and latest.spec_replicas == 3 and latest.current_replicas == 3
+    assert len({r.endpoint for r in latest.replicas}) == 3
+    assert all(r.pid > 0 and r.ready for r in latest.replicas)
+    assert (await service.targets["web"].backend.read()).current_replicas == 3
+
+
+async def test_status_is_published_periodically_even_without_changes(
+    bus: Bus, actuators: Any, listen: Any, replica_command: Callable[..., list[str]], eventually: Eventually
+) -> None:
+    statuses = await listen(bus.subjects.status("web"), TargetStatus)
+    await actuators.start(actuator_config(replica_command()))
+    await eventually(lambda: any(s.ready_replicas == 1 for s in statuses.messages))
+    seen = len(statuses.messages)
+    # status_interval_seconds is 0.5: nothing changes, yet more statuses arrive.
+    await eventually(lambda: len(statuses.messages) >= seen + 2, within=5.0)
+
+
+async def test_redelivering_the_same_decision_ten_times_causes_one_change_also_across_restarts(
+    bus: Bus, actuators: Any, listen: Any, replica_command: Callable[..., list[str]], eventually: Eventually
+) -> None:
+    results = await listen(bus.subjects.results_all, ExecutionResult)
+    service = await actuators.start(actuator_config(replica_command()))
+    wanted = decision(3)
+    await publish_batch(bus, wanted)
+    await eventually(lambda: len(results_for(results, wanted.id)) == 1)
+    backend = service.targets["web"].backend
+    # Someone else scales the target back to 2: a re-execution of the decision would restore 3.
+    await backend.scale(2)
+
+    for _ in range(9):
+        await publish_batch(bus, wanted)  # distinct batches (distinct message ids), the same decision inside
+    await eventually(lambda: service.metrics.skips.labels("web", "Duplicate")._value.get() == 9, within=15.0)
+    assert (await backend.read()).spec_replicas == 2, "a duplicate decision must never act"
+    assert service.metrics.actuations.labels("web", "scale_up", "applied")._value.get() == 1
+
+    # The results stream keeps exactly one result for the decision (the re-publications share its message id).
+    stream = await bus.js.stream_info(bus.subjects.stream_name("results"))
+    assert stream.state.messages == 1
+
+    # Across a restart: a new instance remembers the decision through the KV bucket.
+    await actuators.stop(service)
+    restarted = await actuators.start(actuator_config(replica_command()), instance="actuator-restarted")
+    await publish_batch(bus, wanted)
+    await eventually(lambda: restarted.metrics.skips.labels("web", "Duplicate")._value.get() == 1, within=15.0)
+    assert (await restarted.targets["web"].backend.read()).spec_replicas == 1
+    assert restarted.metrics.actuations.labels("web", "scale_up", "applied")._value.get() == 0
+
+
+async def test_dry_run_changes_nothing_and_reports_what_it_would_have_done(
+    bus: Bus, actuators: Any, listen: Any, replica_command: Callable[..., list[str]], eventually: Eventually
+) -> None:
+    results = await listen(bus.subjects.results_all, ExecutionResult)
+    service = await actuators.start(actuator_config(replica_command(), dry_run=True))
+    wanted = decision(5)
+    await publish_batch(bus, wanted)
+
+    await eventually(lambda: len(results_for(results, wanted.id)) == 1)
+    result = results_for(results, wanted.id)[0]
+    assert result.dry_run
+    assert result.status == "skipped"
+    assert result.reason == "DryRun: would scale web 1 → 5 (ScaleUpLimit)"
+    # In dry-run, resulting_replicas is what the target would have become.
+    assert (result.previous_replicas, result.requested_replicas, result.resulting_replicas) == (1, 5, 5)
+    assert (await service.targets["web"].backend.read()).spec_replicas == 1
+    # Nothing written to the idempotency bucket, no lease taken.
+    applied = await bus.js.key_value(bus.subjects.bucket_name("actuator_applied"))
+    try:
+        await applied.get(wanted.id)
+        raise AssertionError("dry-run recorded the decision as applied")
+    except KeyNotFoundError:
+        pass
+    try:
+        await bus.js.key_value(bus.subjects.bucket_name("actuator_leases"))
+        raise AssertionError("dry-run created the lease bucket")
+    except NotFoundError:
+        pass
+
+
+async def test_bad_decisions_are_skipped_with_a_reason_while_good_ones_in_the_same_batch_run(
+    bus: Bus, actuators: Any, listen: Any, replica_command: Callable[..., list[str]], eventually: Eventually
+) -> None:
+    results = await listen(bus.subjects.results_all, ExecutionResult)
+    service = await actuators.start(actuator_config(replica_command()))
+    now = time.time()
+    raw_decisions = [
+        {"id": "unknown", "target": "nosuch", "current_replicas": 1, "desired_replicas": 2, "decided_at": now},
+        {"id": "negative", "target": "web", "current_replicas": 1, "desired_replicas": -3, "decided_at": now},
+        {"id": "absurd", "target": "web", "current_replicas": 1, "desired_replicas": 1_000_000, "decided_at": now},
+        {"id": "stale", "target": "web", "current_replicas": 1, "desired_replicas": 2, "decided_at": now - 3600},
+        {
+            "id": "good",
+            "target": "web",
+            "current_replicas": 1,
+            "desired_replicas": 2,
+            "decided_at": now,
+            "reason": "ScaleUpLimit",
+        },
+    ]
+    payload = msgspec.json.encode(
+        {
+            "kind": "decision_batch",
+            "version": 1,
+            "batch_id": "bad-input",
+            "decider": "test",
+            "tick": 1,
+            "decided_at": now,
+            "decisions": raw_decisions,
+        }
+    )
+    await bus.js.publish(bus.subjects.decisions, payload)
+
+    await eventually(lambda: len(results.messages) == 5, within=15.0)
+    by_id = {r.decision_id: r for r in results.messages}
+    assert by_id["unknown"].status == "skipped" and by_id["unknown"].reason.startswith("UnknownTarget:")
+    assert "'nosuch' is not configured" in by_id["unknown"].reason
+    assert by_id["negative"].status == "skipped" and by_id["negative"].reason.startswith("InvalidReplicas: negative")
+    assert by_id["absurd"].status == "skipped" and "absurd" in by_id["absurd"].reason
+    assert by_id["stale"].status == "skipped" and by_id["stale"].reason.startswith("StaleDecision:")
+    assert by_id["good"].status == "applied" and by_id["good"].resulting_replicas == 2
+    assert (await service.targets["web"].backend.read()).spec_replicas == 2
+
+
+async def test_a_payload_that_is_no_decision_batch_is_dead_lettered_and_the_actuator_keeps_going(
+    bus: Bus, actuators: Any, listen: Any, replica_command: Callable[..., list[str]], eventually: Eventually
+) -> None:
+    letters = await listen(bus.subjects.dead_letter("actuator"), DeadLetter)
+    results = await listen(bus.subjects.results_all, ExecutionResult)
+    await actuators.start(actuator_config(replica_command()))
+    await bus.js.publish(bus.subjects.decisions, b"{not json")
+    wanted = decision(2)
+    await publish_batch(bus, wanted)
+
+    await eventually(lambda: len(letters.messages) == 1 and len(results_for(results, wanted.id)) == 1)
+    assert "not valid JSON" in letters.messages[0].reason
+    assert results_for(results, wanted.id)[0].status == "applied"
+
+
+async def test_stopping_the_service_stops_every_replica(
+    bus: Bus,
+    actuators: Any,
+    replica_command: Callable[..., list[str]],
+    eventually: Eventually,
+    pid_alive: Callable[[int], bool],
+) -> None:
+    service = await actuators.start(actuator_config(replica_command()))
+    await service.targets["web"].backend.scale(3)
+    pids = [r.pid for r in (await service.targets["web"].backend.read()).replicas]
+    assert len(pids) == 3 and all(pid_alive(pid) for pid in pids)
+    await actuators.stop(service)
+    await eventually(lambda: not any(pid_alive(pid) for pid in pids), within=5.0)
+
+
+__all__ = ["Alert", "asyncio"]
