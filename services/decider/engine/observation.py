@@ -1,0 +1,88 @@
+"""What the engine sees of a target at one moment: its pods, its spec/status replicas and its samples."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from shared.schemas import MetricSample, ReplicaStatus, TargetStatus
+
+IGNORED_PHASES = frozenset({"Failed", "Succeeded", "Terminating"})
+
+
+@dataclass(frozen=True, slots=True)
+class Pod:
+    """A replica with the fields the HPA's pod grouping reads."""
+
+    name: str
+    phase: str = "Running"
+    ready: bool | None = True
+    """None: the pod has no Ready condition yet."""
+    started_at: float | None = 0.0
+    """None: the pod has no start time yet."""
+    ready_changed_at: float = 0.0
+    """Last transition time of the Ready condition."""
+    deleting: bool = False
+
+    @classmethod
+    def from_replica(cls, replica: ReplicaStatus) -> Pod:
+        started = replica.started_at if replica.started_at > 0 else None
+        transition = replica.ready_changed_at if replica.ready_changed_at > 0 else (started or 0.0)
+        return cls(
+            name=replica.name,
+            phase="Running" if replica.phase == "Terminating" else replica.phase,
+            ready=replica.ready,
+            started_at=started,
+            ready_changed_at=transition,
+            deleting=replica.phase == "Terminating",
+        )
+
+
+@dataclass(slots=True)
+class Observation:
+    """The inputs of one evaluation of one target."""
+
+    now: float
+    spec_replicas: int
+    """Replicas the target is set to (the HPA's ``scale.Spec.Replicas``)."""
+    status_replicas: int
+    """Replicas that exist (the HPA's ``scale.Status.Replicas``)."""
+    pods: Sequence[Pod] = ()
+    samples: Sequence[MetricSample] = ()
+    samples_at: float = 0.0
+    """When the snapshot was collected (0 when there is none)."""
+    _by_name: dict[str, list[MetricSample]] | None = field(default=None, repr=False)
+
+    def samples_named(self, name: str) -> list[MetricSample]:
+        """The samples of one metric (built once per observation)."""
+        if self._by_name is None:
+            index: dict[str, list[MetricSample]] = {}
+            for sample in self.samples:
+                index.setdefault(sample.name, []).append(sample)
+            self._by_name = index
+        return self._by_name.get(name, [])
+
+    def sample_age(self, sample: MetricSample) -> float:
+        stamp = sample.timestamp or self.samples_at
+        return max(0.0, self.now - stamp) if stamp else 0.0
+
+    @property
+    def ready_running_pods(self) -> int:
+        return sum(1 for pod in self.pods if pod.phase == "Running" and pod.ready and not pod.deleting)
+
+    @classmethod
+    def from_status(
+        cls,
+        now: float,
+        status: TargetStatus,
+        samples: Sequence[MetricSample] = (),
+        samples_at: float = 0.0,
+    ) -> Observation:
+        return cls(
+            now=now,
+            spec_replicas=status.spec_replicas,
+            status_replicas=status.current_replicas,
+            pods=[Pod.from_replica(r) for r in status.replicas],
+            samples=samples,
+            samples_at=samples_at,
+        )

@@ -1,0 +1,1 @@
+"""Scaling policies: the HPA-shaped YAML format, its validation, compilation and hot reload."""

@@ -1,0 +1,142 @@
+"""The decider service against a real nats-server: status and snapshots in, DecisionBatches out."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import msgspec
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from services.decider.service import Decider
+from shared.bus import Bus
+from shared.clock import ManualClock
+from shared.schemas import DeadLetter, DecisionBatch, MetricSample, MetricSnapshot, ReplicaStatus, TargetStatus
+
+DeciderFactory = Callable[..., Awaitable[Decider]]
+
+
+def web_status(now: float, replicas: int) -> TargetStatus:
+    return TargetStatus(
+        target="web",
+        backend="local",
+        spec_replicas=replicas,
+        current_replicas=replicas,
+        ready_replicas=replicas,
+        observed_at=now,
+        replicas=tuple(
+            ReplicaStatus(
+                name=f"web-{i}", phase="Running", ready=True, started_at=now - 600, ready_changed_at=now - 590
+            )
+            for i in range(replicas)
+        ),
+    )
+
+
+def web_snapshot(now: float, per_pod: dict[str, float], *, urgent: bool = False) -> MetricSnapshot:
+    return MetricSnapshot(
+        target="web",
+        collected_at=now,
+        samples=tuple(
+            MetricSample(name="demo_requests_per_second", value=v, timestamp=now, labels={"pod": pod})
+            for pod, v in per_pod.items()
+        ),
+        urgent=urgent,
+    )
+
+
+async def wait_for(predicate: Callable[[], bool], limit: float = 5.0) -> None:
+    """Poll a condition (bounded): messages travel through a real server, so delivery takes a moment."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+async def test_a_snapshot_above_target_yields_a_batch_with_the_hpa_replica_count(
+    bus: Bus, make_decider: DeciderFactory, clock: ManualClock
+) -> None:
+    """Two pods at 12 and 8 req/s against an averageValue of 5: ratio 2, so ceil(2 * 2) = 4 replicas,
+    published on the decisions stream with an explanation of inputs, winner and raw recommendation."""
+    decider = await make_decider()
+    now = clock.now()
+    await bus.publish(bus.subjects.status("web"), web_status(now, 2))
+    await bus.publish(bus.subjects.snapshots("web"), web_snapshot(now, {"web-0": 12.0, "web-1": 8.0}))
+    view = decider._view("web")
+    await wait_for(lambda: view.status is not None and view.snapshot is not None)
+
+    sub = await bus.js.pull_subscribe(
+        bus.subjects.decisions,
+        durable="test-reader",
+        stream=bus.subjects.stream_name("decisions"),
+        config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
+    )
+    batch = await decider.run_tick()
+    assert batch is not None
+    messages = await sub.fetch(1, timeout=5)
+    stored = msgspec.json.decode(messages[0].data, type=DecisionBatch)
+    assert stored.batch_id == batch.batch_id
+    (decision,) = stored.decisions
+    assert (decision.target, decision.current_replicas, decision.desired_replicas) == ("web", 2, 4)
+    assert decision.reason == "DesiredWithinRange"
+    assert decision.explanation is not None
+    assert decision.explanation.winner == "pods metric demo_requests_per_second"
+    assert decision.explanation.raw_recommendation == 4
+    (metric_input,) = decision.explanation.inputs
+    assert (metric_input.value, metric_input.target, metric_input.proposal) == (10.0, 5.0, 4)
+
+
+async def test_an_unchanged_target_publishes_nothing_on_the_next_tick(
+    bus: Bus, make_decider: DeciderFactory, clock: ManualClock
+) -> None:
+    """At target (5 req/s per pod) the desired count equals the current one; after the first decision
+    (its reason is new) the next tick has nothing to say."""
+    decider = await make_decider()
+    now = clock.now()
+    await bus.publish(bus.subjects.status("web"), web_status(now, 2))
+    await bus.publish(bus.subjects.snapshots("web"), web_snapshot(now, {"web-0": 5.0, "web-1": 5.0}))
+    view = decider._view("web")
+    await wait_for(lambda: view.status is not None and view.snapshot is not None)
+    first = await decider.run_tick()
+    assert first is not None and first.decisions[0].desired_replicas == 2
+    clock.advance(1)
+    assert await decider.run_tick() is None
+
+
+async def test_a_malformed_snapshot_is_dead_lettered_and_the_service_keeps_running(
+    bus: Bus, make_decider: DeciderFactory, clock: ManualClock
+) -> None:
+    decider = await make_decider()
+    letters: asyncio.Queue[DeadLetter] = asyncio.Queue()
+
+    async def on_letter(msg: object) -> None:
+        await letters.put(msgspec.json.decode(msg.data, type=DeadLetter))  # type: ignore[attr-defined]
+
+    await bus.nc.subscribe(bus.subjects.dead_letter("decider"), cb=on_letter)
+    await bus.nc.flush()
+    await bus.nc.publish(bus.subjects.snapshots("web"), b'{"kind": "metric_snapshot", "target": "web"}')
+    letter = await asyncio.wait_for(letters.get(), timeout=5)
+    assert letter.subject == bus.subjects.snapshots("web")
+    assert "collected_at" in letter.reason
+    # still serving: a good snapshot afterwards is taken
+    await bus.publish(bus.subjects.snapshots("web"), web_snapshot(clock.now(), {"web-0": 1.0}))
+    view = decider._view("web")
+    await wait_for(lambda: view.snapshot is not None)
+
+
+async def test_a_snapshot_for_another_target_on_a_subject_is_rejected_to_the_dead_letter_subject(
+    bus: Bus, make_decider: DeciderFactory, clock: ManualClock
+) -> None:
+    await make_decider()
+    letters: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def on_letter(msg: object) -> None:
+        await letters.put(msg.data)  # type: ignore[attr-defined]
+
+    await bus.nc.subscribe(bus.subjects.dead_letter("decider"), cb=on_letter)
+    await bus.nc.flush()
+    await bus.publish(bus.subjects.snapshots("api"), web_snapshot(clock.now(), {"web-0": 1.0}))
+    letter = msgspec.json.decode(await asyncio.wait_for(letters.get(), timeout=5), type=DeadLetter)
+    assert "arrived on" in letter.reason
