@@ -354,11 +354,15 @@ class Executor:
     # -- results ------------------------------------------------------------------------------
 
     async def _duplicate(self, decision: IncomingDecision, record: AppliedRecord, started: float) -> ExecutionResult:
-        """A decision seen before is never executed again; its first result is published again."""
+        """A decision seen before is never executed again.
+
+        Its result was published when it was executed, so nothing is published again (followers of the
+        results subject see one result per decision).  Only a decision whose executor died before
+        recording an outcome gets a result now, saying so.
+        """
         self._metrics.skips.labels(decision.target, "Duplicate").inc()
-        log.info("duplicate decision", extra={"decision_id": decision.id, "state": record.state})
+        log.info("duplicate decision ignored", extra={"decision_id": decision.id, "state": record.state})
         if record.result is not None:
-            await self._publish(record.result)
             return record.result
         result = self._skipped(
             decision,

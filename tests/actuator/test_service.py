@@ -51,7 +51,7 @@ def decision(
         current_replicas=current,
         desired_replicas=desired,
         reason="ScaleUpLimit" if desired > current else "DesiredWithinRange",
-        decided_at=time.time() - age,
+        decided_at=time.time(),
     )
 
 
@@ -122,7 +122,8 @@ async def test_redelivering_the_same_decision_ten_times_causes_one_change_also_a
     assert (await backend.read()).spec_replicas == 2, "a duplicate decision must never act"
     assert service.metrics.actuations.labels("web", "scale_up", "applied")._value.get() == 1
 
-    # The results stream keeps exactly one result for the decision (the re-publications share its message id).
+    # One result for the decision, on the subject and in the results stream.
+    assert len(results_for(results, wanted.id)) == 1
     stream = await bus.js.stream_info(bus.subjects.stream_name("results"))
     assert stream.state.messages == 1
 
@@ -240,3 +241,35 @@ async def test_stopping_the_service_stops_every_replica(
 
 
 __all__ = ["Alert", "asyncio"]
+
+
+async def test_two_actuator_instances_on_one_target_never_both_act(
+    bus: Bus, actuators: Any, listen: Any, replica_command: Callable[..., list[str]], eventually: Eventually
+) -> None:
+    """Two instances, each with its own durable consumer, so both receive every decision batch."""
+    results = await listen(bus.subjects.results_all, ExecutionResult)
+
+    def config(durable: str) -> dict[str, Any]:
+        return actuator_config(replica_command(), consumer={"durable": durable, "lease_busy_delay_seconds": 0.2})
+
+    first = await actuators.start(config("first"), instance="actuator-1")
+    second = await actuators.start(config("second"), instance="actuator-2")
+    wanted = [decision(n) for n in (3, 2, 4)]
+    for item in wanted:
+        await publish_batch(bus, item)
+        await eventually(lambda item=item: len(results_for(results, item.id)) >= 1, within=15.0)
+
+    await eventually(
+        lambda: (
+            second.metrics.lease_busy.labels("web")._value.get() + first.metrics.lease_busy.labels("web")._value.get()
+            >= 3
+        ),
+        within=15.0,
+    )
+    spec = [(await s.targets["web"].backend.read()).spec_replicas for s in (first, second)]
+    applied_by = {r.actuator for r in results.messages if r.status == "applied"}
+    assert len(applied_by) == 1, f"only one instance may act, got {applied_by}"
+    actor, bystander = (first, second) if applied_by == {"actuator-1"} else (second, first)
+    assert (await actor.targets["web"].backend.read()).spec_replicas == 4
+    assert (await bystander.targets["web"].backend.read()).spec_replicas == 1, spec
+    assert all(len(results_for(results, item.id)) == 1 for item in wanted)
