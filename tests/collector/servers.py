@@ -1,0 +1,128 @@
+"""Real third-party servers for the collector's source tests: Prometheus and Kafka.
+
+Each is found where ``scripts/test-deps/*.sh`` (run by ``make test-deps``) put it; when it cannot
+be found the test is skipped with the reason, never passed.  Servers bind to free 127.0.0.1
+ports, keep their data in the test's tmp_path, and are stopped (process group) at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import aiohttp
+
+from shared.natsserver import free_port
+
+CACHE = Path(os.environ.get("SCALEBUS_TEST_DEPS_CACHE", Path.home() / ".cache" / "scalebus-test-deps"))
+
+
+class ServerUnavailable(Exception):
+    """The server's binary or jars are not installed; the message says how to get them."""
+
+
+async def _stop_process(process: asyncio.subprocess.Process, grace: float = 10.0) -> None:
+    if process.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        await asyncio.wait_for(process.wait(), timeout=grace)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+# -- Prometheus -----------------------------------------------------------------------------
+
+
+def find_prometheus() -> str:
+    for candidate in (Path("/usr/bin/prometheus"), CACHE / "prometheus" / "root" / "usr" / "bin" / "prometheus"):
+        if candidate.exists() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which("prometheus")
+    if found:
+        return found
+    raise ServerUnavailable(
+        "Prometheus not found (/usr/bin/prometheus or the test-deps cache): run `make test-deps` "
+        "(scripts/test-deps/prometheus.sh extracts the Debian package `prometheus`)"
+    )
+
+
+class PrometheusServer:
+    """A real Prometheus scraping the given targets every second."""
+
+    def __init__(self, workdir: Path, scrape_targets: list[str]) -> None:
+        self.binary = find_prometheus()
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._targets = scrape_targets
+        self._process: asyncio.subprocess.Process | None = None
+        self.log = workdir / "prometheus.log"
+
+    async def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        config = self.workdir / "prometheus.yml"
+        targets = ", ".join(f"'{target}'" for target in self._targets)
+        config.write_text(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+            "scrape_configs:\n  - job_name: exporter\n    scrape_interval: 1s\n"
+            f"    static_configs:\n      - targets: [{targets}]\n"
+        )
+        with self.log.open("wb") as log:
+            self._process = await asyncio.create_subprocess_exec(
+                self.binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={self.workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--log.level=warn",
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        await self._wait_ready()
+
+    async def _wait_ready(self, within: float = 30.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        async with aiohttp.ClientSession() as http:
+            while loop.time() < deadline:
+                assert self._process is not None
+                if self._process.returncode is not None:
+                    raise RuntimeError(f"prometheus exited with {self._process.returncode}:\n{_tail(self.log)}")
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(f"{self.url}/-/ready") as response:
+                        if response.status == 200:
+                            return
+                await asyncio.sleep(0.2)
+        raise RuntimeError(f"prometheus not ready within {within}s:\n{_tail(self.log)}")
+
+    async def wait_for_series(self, query: str, within: float = 30.0) -> None:
+        """Wait until ``query`` returns at least one series (the first scrapes have landed)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        async with aiohttp.ClientSession() as http:
+            while loop.time() < deadline:
+                async with http.get(f"{self.url}/api/v1/query", params={"query": query}) as response:
+                    body = await response.json()
+                if body.get("status") == "success" and body["data"]["result"]:
+                    return
+                await asyncio.sleep(0.3)
+        raise RuntimeError(f"prometheus has no series for {query!r} after {within}s")
+
+    async def stop(self) -> None:
+        if self._process is not None:
+            await _stop_process(self._process)
