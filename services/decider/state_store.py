@@ -61,6 +61,7 @@ def restore_state(stored: StoredState) -> TargetState:
             recommendations=[Recommendation(r, at) for r, at in stored.recommendations],
             scale_up_events=[ScaleEvent(c, at, old) for c, at, old in stored.scale_up_events],
             scale_down_events=[ScaleEvent(c, at, old) for c, at, old in stored.scale_down_events],
+            initialized=True,
         ),
         rules=RuleState(fired_at=dict(stored.rule_fired_at)),
         failures=stored.failures,

@@ -36,6 +36,8 @@ class HpaState:
     recommendations: list[Recommendation] = field(default_factory=list)
     scale_up_events: list[ScaleEvent] = field(default_factory=list)
     scale_down_events: list[ScaleEvent] = field(default_factory=list)
+    initialized: bool = False
+    """False until the first evaluation recorded the current replicas as a recommendation."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +52,11 @@ class Normalized:
 
 
 def record_initial_recommendation(state: HpaState, current: int, now: float) -> None:
-    if not state.recommendations:
-        state.recommendations.append(Recommendation(current, now))
+    """The HPA seeds a new target's history with its current size (so a restart never scales down at once)."""
+    if not state.initialized:
+        state.initialized = True
+        if not state.recommendations:
+            state.recommendations.append(Recommendation(current, now))
 
 
 # -- without behavior -----------------------------------------------------------------------------

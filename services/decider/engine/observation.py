@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 from shared.schemas import MetricSample, ReplicaStatus, TargetStatus
 
-IGNORED_PHASES = frozenset({"Failed", "Succeeded", "Terminating"})
+IGNORED_PHASES = frozenset({"Failed"})
+"""Phases whose pods the HPA (v1.28) ignores, besides pods being deleted."""
 
 
 @dataclass(frozen=True, slots=True)
