@@ -21,14 +21,14 @@ from services.decider.engine.evaluate import Outcome, TargetState, evaluate
 from services.decider.engine.observation import Observation
 from services.decider.engine.rules import condition_crossed
 from services.decider.engine.spec import TargetPolicy
-from services.decider.policy.registry import PolicyRegistry
+from services.decider.policy.registry import PolicyRegistry, ReloadReport
 from services.decider.state_store import StateStore
 from services.decider.telemetry import DeciderMetrics
 from shared.bus import Bus
 from shared.clock import Clock
 from shared.codec import MessageDecoder
 from shared.errors import PermanentError
-from shared.schemas import Decision, DecisionBatch, MetricSnapshot, TargetStatus
+from shared.schemas import Alert, Decision, DecisionBatch, MetricSnapshot, TargetStatus
 
 log = logging.getLogger(__name__)
 
@@ -175,11 +175,23 @@ class Decider:
         while not self._stopping.is_set():
             await asyncio.sleep(self.config.reload_interval_seconds)
             try:
-                self.reload_policies()
+                report = self.reload_policies()
+                for error in report.errors:
+                    await self.bus.publish(
+                        self.bus.subjects.alerts("decider"),
+                        Alert(
+                            service="decider",
+                            severity="warning",
+                            code="PolicyRejected",
+                            message=f"{error}; the last good policy stays in force",
+                            raised_at=self.clock.now(),
+                        ),
+                    )
             except Exception:
                 log.exception("policy reload failed")
 
-    def reload_policies(self) -> None:
+    def reload_policies(self) -> ReloadReport:
+        """Re-read the policies directory; a rejected file is logged and counted, its old policy kept."""
         report = self.registry.reload()
         for error in report.errors:
             self.metrics.policy_reload_failures.inc()
@@ -199,6 +211,7 @@ class Decider:
                     "targets": sorted(self.registry.policies),
                 },
             )
+        return report
 
     # -- evaluation -------------------------------------------------------------------------------
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import msgspec
+from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from services.decider.service import Decider
 from shared.bus import Bus
 from shared.clock import ManualClock
-from shared.schemas import DeadLetter, DecisionBatch, MetricSample, MetricSnapshot, ReplicaStatus, TargetStatus
+from shared.schemas import Alert, DeadLetter, DecisionBatch, MetricSample, MetricSnapshot, ReplicaStatus, TargetStatus
 
 DeciderFactory = Callable[..., Awaitable[Decider]]
 
@@ -140,3 +142,23 @@ async def test_a_snapshot_for_another_target_on_a_subject_is_rejected_to_the_dea
     await bus.publish(bus.subjects.snapshots("api"), web_snapshot(clock.now(), {"web-0": 1.0}))
     letter = msgspec.json.decode(await asyncio.wait_for(letters.get(), timeout=5), type=DeadLetter)
     assert "arrived on" in letter.reason
+
+
+async def test_a_rejected_reload_is_logged_counted_and_alerted_while_the_old_policy_stays(
+    bus: Bus, make_decider: DeciderFactory, policy_dir: Path
+) -> None:
+    decider = await make_decider(reload_interval_seconds=0.05)
+    alerts: asyncio.Queue[Alert] = asyncio.Queue()
+
+    async def on_alert(msg: Msg) -> None:
+        await alerts.put(msgspec.json.decode(msg.data, type=Alert))
+
+    await bus.nc.subscribe(bus.subjects.alerts("decider"), cb=on_alert)
+    await bus.nc.flush()
+    web = policy_dir / "web.yaml"
+    web.write_text(web.read_text().replace("maxReplicas: 8", "maxReplicas: many"))
+    alert = await asyncio.wait_for(alerts.get(), timeout=5)
+    assert alert.code == "PolicyRejected"
+    assert "spec.maxReplicas" in alert.message
+    assert decider.registry.policies["web"].max_replicas == 8
+    assert decider.metrics.policy_reload_failures._value.get() == 1
