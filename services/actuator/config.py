@@ -119,6 +119,10 @@ class KubernetesClientConfig(Config, frozen=True, kw_only=True):
     request_timeout_seconds: PositiveSeconds = 5.0
     conflict_retries: Annotated[int, msgspec.Meta(ge=0, le=20)] = 5
     """How many times a 409 Conflict is answered by re-reading and writing again."""
+    poll_interval_seconds: PositiveSeconds = 5.0
+    """How often each target's scale is read to notice changes made by others."""
+    list_pods: bool = True
+    """Report the target's pods (found through the scale's label selector) in TargetStatus."""
 
 
 class ConsumerConfig(Config, frozen=True, kw_only=True):
