@@ -89,7 +89,8 @@ def classify(exc: BaseException, what: str) -> BackendError:
         return TransientBackendError(f"{what}: timed out")
     if isinstance(exc, aiohttp.ClientError | OSError):
         return TransientBackendError(f"{what}: {type(exc).__name__}: {exc}")
-    return TransientBackendError(f"{what}: {type(exc).__name__}: {exc}")
+    # Anything else (an answer the client cannot parse, a bad argument) will not heal by itself.
+    return PermanentBackendError(f"{what}: {type(exc).__name__}: {exc}")
 
 
 class KubernetesBackend:
