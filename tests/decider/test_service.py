@@ -8,8 +8,10 @@ from pathlib import Path
 
 import msgspec
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from services.decider.control import DeciderControl, control_subject
 from services.decider.service import Decider
 from shared.bus import Bus
 from shared.clock import ManualClock
@@ -162,3 +164,109 @@ async def test_a_rejected_reload_is_logged_counted_and_alerted_while_the_old_pol
     assert "spec.maxReplicas" in alert.message
     assert decider.registry.policies["web"].max_replicas == 8
     assert decider.metrics.policy_reload_failures._value.get() == 1
+
+
+async def decisions_reader(bus: Bus, name: str) -> JetStreamContext.PullSubscription:
+    return await bus.js.pull_subscribe(
+        bus.subjects.decisions,
+        durable=name,
+        stream=bus.subjects.stream_name("decisions"),
+        config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
+    )
+
+
+async def test_an_urgent_snapshot_is_decided_at_once_without_waiting_for_the_tick(
+    bus: Bus, make_decider: DeciderFactory, clock: ManualClock
+) -> None:
+    decider = await make_decider()  # the tick loop sleeps for an hour
+    reader = await decisions_reader(bus, "urgent-reader")
+    now = clock.now()
+    await bus.publish(bus.subjects.status("web"), web_status(now, 2))
+    view = decider._view("web")
+    await wait_for(lambda: view.status is not None)
+    await bus.publish(bus.subjects.snapshots("web"), web_snapshot(now, {"web-0": 30.0, "web-1": 30.0}, urgent=True))
+    (message,) = await reader.fetch(1, timeout=5)
+    batch = msgspec.json.decode(message.data, type=DecisionBatch)
+    assert [(d.target, d.desired_replicas) for d in batch.decisions] == [("web", 6)]
+
+
+RULE_POLICY = """\
+apiVersion: scalebus.dev/v1
+kind: ScalingPolicy
+metadata: {name: web}
+spec:
+  scaleTargetRef: {name: web}
+  minReplicas: 1
+  maxReplicas: 8
+  rules:
+    - name: hot
+      when: {all: [{metric: demo_requests_per_second, aggregate: sum, op: ">", value: 50}]}
+      action: {add: 2}
+"""
+
+
+async def test_a_snapshot_crossing_a_rule_threshold_is_decided_at_once(
+    bus: Bus, make_decider: DeciderFactory, clock: ManualClock, policy_dir: Path
+) -> None:
+    (policy_dir / "web.yaml").write_text(RULE_POLICY)
+    decider = await make_decider()
+    reader = await decisions_reader(bus, "crossing-reader")
+    now = clock.now()
+    await bus.publish(bus.subjects.status("web"), web_status(now, 2))
+    view = decider._view("web")
+    await wait_for(lambda: view.status is not None)
+    await bus.publish(bus.subjects.snapshots("web"), web_snapshot(now, {"web-0": 40.0, "web-1": 30.0}))
+    (message,) = await reader.fetch(1, timeout=5)
+    (decision,) = msgspec.json.decode(message.data, type=DecisionBatch).decisions
+    assert decision.desired_replicas == 4
+    assert decision.explanation is not None and decision.explanation.winner == "rule hot (+2)"
+
+
+async def test_pause_and_resume_by_control_message(bus: Bus, make_decider: DeciderFactory, clock: ManualClock) -> None:
+    decider = await make_decider()
+    now = clock.now()
+    await bus.publish(bus.subjects.status("web"), web_status(now, 2))
+    await bus.publish(bus.subjects.snapshots("web"), web_snapshot(now, {"web-0": 30.0, "web-1": 30.0}))
+    await bus.publish(control_subject(bus.subjects), DeciderControl(action="pause", target="web", reason="deploy"))
+    view = decider._view("web")
+    await wait_for(lambda: view.snapshot is not None and "web" in decider.paused)
+    paused = await decider.run_tick()
+    assert paused is not None
+    assert [(d.desired_replicas, d.reason) for d in paused.decisions] == [(2, "Paused")]
+
+    await bus.publish(control_subject(bus.subjects), DeciderControl(action="resume", target="web"))
+    await wait_for(lambda: "web" not in decider.paused)
+    clock.advance(1)
+    resumed = await decider.run_tick()
+    assert resumed is not None
+    assert resumed.decisions[0].desired_replicas == 6
+
+
+async def test_a_restarted_decider_keeps_its_scale_events_and_recommendations(
+    bus: Bus, make_decider: DeciderFactory, clock: ManualClock
+) -> None:
+    """Scale events live in the KV bucket: after a restart the rate limit still counts the last scale-up
+    (2 -> 4 five seconds ago), so 4 may grow to 6 (Pods 4 / 15 s from 2), not to 8 as a fresh decider would."""
+    first = await make_decider()
+    t0 = clock.now()
+    await bus.publish(bus.subjects.status("web"), web_status(t0, 2))
+    await bus.publish(bus.subjects.snapshots("web"), web_snapshot(t0, {"web-0": 12.0, "web-1": 8.0}))
+    view = first._view("web")
+    await wait_for(lambda: view.status is not None and view.snapshot is not None)
+    batch = await first.run_tick()
+    assert batch is not None and batch.decisions[0].desired_replicas == 4
+    await first.stop()
+
+    clock.advance(5)
+    second = await make_decider()
+    restored = second._view("web").state
+    assert [e.change for e in restored.hpa.scale_up_events] == [2]
+    assert [r.replicas for r in restored.hpa.recommendations] == [2, 4]
+    now = clock.now()
+    await bus.publish(bus.subjects.status("web"), web_status(now, 4))
+    await bus.publish(bus.subjects.snapshots("web"), web_snapshot(now, {f"web-{i}": 40.0 for i in range(4)}))
+    view = second._view("web")
+    await wait_for(lambda: view.status is not None and view.snapshot is not None)
+    batch = await second.run_tick()
+    assert batch is not None
+    assert [(d.desired_replicas, d.reason) for d in batch.decisions] == [(6, "ScaleUpLimit")]
