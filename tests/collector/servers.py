@@ -8,10 +8,14 @@ ports, keep their data in the test's tmp_path, and are stopped (process group) a
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import shutil
 import signal
+import subprocess
+import time
+import uuid
 from pathlib import Path
 
 import aiohttp
@@ -126,3 +130,115 @@ class PrometheusServer:
     async def stop(self) -> None:
         if self._process is not None:
             await _stop_process(self._process)
+
+
+# -- Kafka ----------------------------------------------------------------------------------
+
+KAFKA_LIB = CACHE / "kafka" / "lib"
+
+
+def find_kafka_classpath() -> str:
+    if not shutil.which("java"):
+        raise ServerUnavailable("java not found: run `make test-deps` (scripts/test-deps/kafka.sh installs a JDK)")
+    if not any(KAFKA_LIB.glob("kafka_2.13-*.jar")):
+        raise ServerUnavailable(
+            f"Kafka jars not found in {KAFKA_LIB}: run `make test-deps` "
+            "(scripts/test-deps/kafka.sh fetches org.apache.kafka:kafka_2.13 from Maven Central)"
+        )
+    return f"{KAFKA_LIB}/*"
+
+
+class KafkaBroker:
+    """A real single-node Kafka broker in KRaft mode (broker and controller in one JVM).
+
+    Synchronous on purpose, so one broker can serve a whole test module (a JVM start costs seconds).
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        self.classpath = find_kafka_classpath()
+        self.workdir = workdir
+        self.port = free_port()
+        self.controller_port = free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.log = workdir / "kafka.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def _java(self, *args: str) -> list[str]:
+        log4j = self.workdir / "log4j.properties"
+        return [
+            "java",
+            "-Xms256m",
+            "-Xmx512m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            f"-Dlog4j.configuration=file:{log4j}",
+            "-cp",
+            self.classpath,
+            *args,
+        ]
+
+    def start(self, within: float = 90.0) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "log4j.properties").write_text(
+            "log4j.rootLogger=INFO, file\n"
+            "log4j.appender.file=org.apache.log4j.FileAppender\n"
+            f"log4j.appender.file.File={self.log}\n"
+            "log4j.appender.file.layout=org.apache.log4j.PatternLayout\n"
+            "log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n\n"
+        )
+        properties = self.workdir / "server.properties"
+        properties.write_text(
+            "process.roles=broker,controller\n"
+            "node.id=1\n"
+            f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}\n"
+            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}\n"
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}\n"
+            "controller.listener.names=CONTROLLER\n"
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n"
+            "inter.broker.listener.name=PLAINTEXT\n"
+            f"log.dirs={self.workdir / 'data'}\n"
+            "num.partitions=1\n"
+            "offsets.topic.replication.factor=1\n"
+            "offsets.topic.num.partitions=1\n"
+            "transaction.state.log.replication.factor=1\n"
+            "transaction.state.log.min.isr=1\n"
+            "group.initial.rebalance.delay.ms=0\n"
+            "auto.create.topics.enable=false\n"
+        )
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        formatted = subprocess.run(
+            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties)),
+            capture_output=True,
+            timeout=within,
+            check=False,
+        )
+        if formatted.returncode != 0:
+            raise RuntimeError(f"kafka storage format failed: {formatted.stderr.decode(errors='replace')[-2000:]}")
+        self._process = subprocess.Popen(
+            self._java("kafka.Kafka", str(properties)),
+            stdout=subprocess.DEVNULL,
+            stderr=(self.workdir / "kafka.stderr").open("wb"),
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"kafka exited with {self._process.returncode}:\n{_tail(self.log)}")
+            if self.log.exists() and "Kafka Server started" in self.log.read_text(errors="replace"):
+                return
+            time.sleep(0.25)
+        self.stop()
+        raise RuntimeError(f"kafka did not start within {within}s:\n{_tail(self.log)}")
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
