@@ -105,9 +105,17 @@ class Executor:
         for decision in batch.decisions:
             by_target.setdefault(decision.target, []).append(decision)
         self._metrics.pending.inc(len(batch.decisions))
-        outcomes = await asyncio.gather(*(self._run_target(decisions) for decisions in by_target.values()))
+        gathered = await asyncio.gather(
+            *(self._run_target(decisions) for decisions in by_target.values()), return_exceptions=True
+        )
+        errors = [item for item in gathered if isinstance(item, BaseException)]
+        outcomes = [item for item in gathered if not isinstance(item, BaseException)]
         results = [result for group in outcomes for result in group if isinstance(result, ExecutionResult)]
         busy = [outcome for group in outcomes for outcome in group if isinstance(outcome, LeaseBusy)]
+        if errors:
+            # The bus (KV, publish) failed mid-batch: redeliver it; what was recorded is not redone.
+            log.error("batch interrupted; it will be redelivered", extra={"error": repr(errors[0])})
+            raise RetryableError(f"batch interrupted: {errors[0]!r}", delay=1.0) from errors[0]
         if busy:
             held = ", ".join(f"{b.target} (held by {b.holder or 'another instance'})" for b in busy)
             raise RetryableError(f"lease busy: {held}", delay=self._config.consumer.lease_busy_delay_seconds)
@@ -115,11 +123,12 @@ class Executor:
 
     async def _run_target(self, decisions: list[IncomingDecision]) -> list[ExecutionResult | LeaseBusy]:
         outcomes: list[ExecutionResult | LeaseBusy] = []
-        for decision in decisions:
-            try:
+        try:
+            for decision in decisions:
                 outcomes.append(await self.execute(decision))
-            finally:
                 self._metrics.pending.dec()
+        finally:
+            self._metrics.pending.dec(len(decisions) - len(outcomes))
         return outcomes
 
     # -- one decision -------------------------------------------------------------------------

@@ -10,6 +10,8 @@ import re
 from pathlib import Path
 from typing import Protocol
 
+from nats.js.errors import NotFoundError
+
 from services.actuator.backends.base import Backend
 from services.actuator.backends.local import LocalBackend
 from services.actuator.breaker import CircuitBreaker
@@ -65,16 +67,24 @@ class ActuatorService:
         config = self._config
         subjects = self._bus.subjects
         await self._bus.ensure_core_streams()
-        applied = await open_bucket(
-            self._bus.js,
-            subjects.bucket_name("actuator_applied"),
-            ttl=APPLIED_RETENTION_SECONDS,
-            description="decision ids the actuator has executed (idempotency)",
-        )
-        store: IdempotencyStore = KvIdempotencyStore(applied)
+        store: IdempotencyStore
         if config.dry_run:
-            store = DryRunIdempotencyStore(store)
+            # Dry-run writes nothing, not even a bucket: it reads the real one when it exists.
+            try:
+                existing: IdempotencyStore | None = KvIdempotencyStore(
+                    await self._bus.js.key_value(subjects.bucket_name("actuator_applied"))
+                )
+            except NotFoundError:
+                existing = None
+            store = DryRunIdempotencyStore(existing)
         else:
+            applied = await open_bucket(
+                self._bus.js,
+                subjects.bucket_name("actuator_applied"),
+                ttl=APPLIED_RETENTION_SECONDS,
+                description="decision ids the actuator has executed (idempotency)",
+            )
+            store = KvIdempotencyStore(applied)
             lease_kv = await open_bucket(
                 self._bus.js, subjects.bucket_name("actuator_leases"), description="per-target actuator leases"
             )
@@ -192,11 +202,11 @@ class ActuatorService:
 
     async def _publish_result(self, result: ExecutionResult) -> None:
         target = result.target if _TARGET_SUBJECT_TOKEN.match(result.target) else "_invalid"
-        subject = self._bus.subjects.results(target.replace("/", "."))
+        subject = self._bus.subjects.results(target)
         await self._bus.publish_persistent(subject, result, msg_id=f"result-{result.decision_id}")
 
     async def _publish_status(self, status: TargetStatus) -> None:
-        await self._bus.publish(self._bus.subjects.status(status.target.replace("/", ".")), status)
+        await self._bus.publish(self._bus.subjects.status(status.target), status)
 
     async def _publish_alert(self, alert: Alert) -> None:
         await self._bus.publish(self._bus.subjects.alerts("actuator"), alert)

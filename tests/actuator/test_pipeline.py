@@ -348,3 +348,48 @@ async def test_concurrent_lease_claims_have_exactly_one_winner(bus: Bus, clock: 
     for round_number in range(15):
         outcomes = await asyncio.gather(*(m.acquire(f"t{round_number}") for m in managers))
         assert sum(o.acquired for o in outcomes) == 1
+
+
+class FlakyStore:
+    """The idempotency store over the real bucket, losing its connection once (as during a NATS blip)."""
+
+    def __init__(self, inner: KvIdempotencyStore) -> None:
+        self.inner = inner
+        self.fail_next_claim = True
+
+    async def lookup(self, decision_id: str) -> Any:
+        return await self.inner.lookup(decision_id)
+
+    async def claim(self, decision_id: str, *, actuator: str, at: float) -> Any:
+        if self.fail_next_claim:
+            self.fail_next_claim = False
+            raise ConnectionError("nats: connection closed")
+        return await self.inner.claim(decision_id, actuator=actuator, at=at)
+
+    async def complete(self, decision_id: str, claim: Any, record: Any) -> None:
+        await self.inner.complete(decision_id, claim, record)
+
+
+async def test_a_batch_interrupted_by_a_bus_failure_is_redelivered_and_nothing_runs_twice(
+    bus: Bus, make_actuator: Callable[..., Awaitable[Actuator]], clock: ManualClock
+) -> None:
+    actuator = await make_actuator()
+    store = FlakyStore(actuator.executor._idempotency)  # type: ignore[arg-type]
+    actuator.executor._idempotency = store
+    batch = IncomingBatch(
+        batch_id="b",
+        decisions=(
+            IncomingDecision(
+                id=uuid.uuid4().hex, target="web", current_replicas=1, desired_replicas=3, decided_at=clock.now()
+            ),
+        ),
+    )
+    with pytest.raises(RetryableError, match="batch interrupted"):
+        await actuator.executor.handle_batch(batch)
+    assert actuator.backend.scale_calls == []
+    assert actuator.metrics.pending._value.get() == 0
+
+    results = await actuator.executor.handle_batch(batch)  # the redelivery
+    assert [r.status for r in results] == ["applied"]
+    await actuator.executor.handle_batch(batch)  # and a duplicate of it
+    assert actuator.backend.scale_calls == [3]

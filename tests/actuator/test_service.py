@@ -10,7 +10,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
-from nats.js.errors import KeyNotFoundError, NotFoundError
+import pytest
+from nats.js.errors import NotFoundError
 
 from shared.bus import Bus
 from shared.schemas import Alert, DeadLetter, Decision, DecisionBatch, ExecutionResult, TargetStatus
@@ -152,18 +153,29 @@ async def test_dry_run_changes_nothing_and_reports_what_it_would_have_done(
     # In dry-run, resulting_replicas is what the target would have become.
     assert (result.previous_replicas, result.requested_replicas, result.resulting_replicas) == (1, 5, 5)
     assert (await service.targets["web"].backend.read()).spec_replicas == 1
-    # Nothing written to the idempotency bucket, no lease taken.
+    # Nothing written to NATS: no idempotency record (not even its bucket), no lease.
+    for purpose in ("actuator_applied", "actuator_leases"):
+        with pytest.raises(NotFoundError):
+            await bus.js.key_value(bus.subjects.bucket_name(purpose))
+
+
+async def test_dry_run_still_reports_decisions_a_real_actuator_already_applied(
+    bus: Bus, actuators: Any, listen: Any, replica_command: Callable[..., list[str]], eventually: Eventually
+) -> None:
+    results = await listen(bus.subjects.results_all, ExecutionResult)
+    real = await actuators.start(actuator_config(replica_command()), instance="actuator-real")
+    wanted = decision(3)
+    await publish_batch(bus, wanted)
+    await eventually(lambda: len(results_for(results, wanted.id)) == 1)
+    await actuators.stop(real)
+
+    shadow = await actuators.start(
+        actuator_config(replica_command(), dry_run=True, consumer={"durable": "shadow"}), instance="actuator-shadow"
+    )
+    await eventually(lambda: shadow.metrics.skips.labels("web", "Duplicate")._value.get() == 1, within=15.0)
     applied = await bus.js.key_value(bus.subjects.bucket_name("actuator_applied"))
-    try:
-        await applied.get(wanted.id)
-        raise AssertionError("dry-run recorded the decision as applied")
-    except KeyNotFoundError:
-        pass
-    try:
-        await bus.js.key_value(bus.subjects.bucket_name("actuator_leases"))
-        raise AssertionError("dry-run created the lease bucket")
-    except NotFoundError:
-        pass
+    record = await applied.get(wanted.id)
+    assert record.value is not None and b'"actuator":"actuator-real"' in record.value
 
 
 async def test_bad_decisions_are_skipped_with_a_reason_while_good_ones_in_the_same_batch_run(
