@@ -248,21 +248,28 @@ def per_pod_replicas(
 
 
 def _per_pod(observation: Observation, name: str, rule: MetricRule) -> PodMetrics:
+    """Per-pod values of one metric in milli-units (summed over containers), good samples only."""
     values: PodMetrics = {}
+    selector = rule.selector
+    container = rule.container
+    fallback_stamp = observation.samples_at
+    isfinite = math.isfinite
     for sample in observation.samples_named(name):
-        if sample.quality != "ok" or not math.isfinite(sample.value):
+        value = sample.value
+        if sample.quality != "ok" or not isfinite(value):
             continue
-        if rule.selector is not None and not rule.selector.matches(sample.labels):
+        labels = sample.labels
+        if selector is not None and not selector.matches(labels):
             continue
-        if rule.container and sample.labels.get("container") != rule.container:
+        if container and labels.get("container") != container:
             continue
-        pod = sample.labels.get("pod")
+        pod = labels.get("pod")
         if pod is None:
             continue
-        stamp = sample.timestamp or observation.samples_at
+        stamp = sample.timestamp or fallback_stamp
+        milli = round(value * 1000.0)
         previous = values.get(pod)
-        milli = to_milli(sample.value)
-        values[pod] = (previous[0] + milli, max(previous[1], stamp)) if previous else (milli, stamp)
+        values[pod] = (milli, stamp) if previous is None else (previous[0] + milli, max(previous[1], stamp))
     return values
 
 
