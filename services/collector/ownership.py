@@ -96,10 +96,10 @@ class Membership:
             self._kv = await self._bucket_handle()
         await self._kv.put(self.key, b"alive")
         try:
-            keys = await self._kv.keys(filters=[MEMBER_PREFIX + ">"])
+            keys = await self._kv.keys()  # nats-py's `filters` are substrings, not subject filters
         except NoKeysError:
             keys = []
-        members = frozenset(keys) | {self.key}
+        members = frozenset(key for key in keys if key.startswith(MEMBER_PREFIX)) | {self.key}
         if members != self.members:
             log.info("collector members changed", extra={"members": sorted(members)})
             self.members = members

@@ -1,0 +1,124 @@
+"""Several collectors share the targets without double-collecting; a dead collector's targets move.
+
+Ownership: every instance heartbeats into the NATS KV bucket `scalebus_collector_owners`; targets
+are assigned by rendezvous hashing over the live members.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections import Counter
+from pathlib import Path
+
+import yaml
+
+from services.collector.ownership import member_key, owner_of
+from shared.bus import Bus
+from shared.config import BusConfig
+
+from .conftest import CollectorFactory, SnapshotListener, config_from
+
+REPO = Path(__file__).resolve().parents[2]
+TARGETS = [f"t{number}" for number in range(12)]
+OWNERSHIP = {"heartbeat_seconds": 0.2, "member_ttl_seconds": 1.0}
+
+
+def test_every_target_has_exactly_one_owner_and_all_members_get_some() -> None:
+    members = ["members.a", "members.b", "members.c"]
+    owners = [owner_of(f"target-{n}", members) for n in range(300)]
+    assert all(owner in members for owner in owners)
+    assert min(Counter(owners).values()) > 50  # spread, not all on one member
+    assert owner_of("web", []) is None
+
+
+def test_when_a_member_leaves_only_its_targets_move() -> None:
+    before = {f"target-{n}": owner_of(f"target-{n}", ["a", "b", "c"]) for n in range(300)}
+    after = {target: owner_of(target, ["a", "c"]) for target in before}
+    moved = {target for target in before if before[target] != after[target]}
+    assert moved == {target for target, owner in before.items() if owner == "b"}
+
+
+def test_member_keys_are_valid_kv_keys() -> None:
+    assert member_key("collector-host:1 x") == "members.collector-host_1_x"
+
+
+def recent_owners(listener: SnapshotListener, since: int) -> dict[str, set[str]]:
+    owners: dict[str, set[str]] = {}
+    for snapshot in listener.snapshots[since:]:
+        owners.setdefault(snapshot.target, set()).add(snapshot.collector)
+    return owners
+
+
+async def wait_until(condition: object, within: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not condition():  # type: ignore[operator]
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {within}s")
+        await asyncio.sleep(0.1)
+
+
+def shared_config(**extra: object) -> dict[str, object]:
+    return {
+        "snapshot_interval_seconds": 0.2,
+        "ownership": OWNERSHIP,
+        "targets": [{"name": name} for name in TARGETS],
+        **extra,
+    }
+
+
+async def test_two_collectors_split_the_targets_and_the_survivor_takes_over_after_a_graceful_stop(
+    bus: Bus, snapshots: SnapshotListener, collector_factory: CollectorFactory
+) -> None:
+    first = await collector_factory(config_from(shared_config()), instance="collector-a")
+    second = await collector_factory(config_from(shared_config()), instance="collector-b")
+    both = {first.membership.key, second.membership.key}  # type: ignore[union-attr]
+    await wait_until(lambda: first.membership.members == both == second.membership.members, 5.0)  # type: ignore[union-attr]
+    await asyncio.sleep(0.5)  # let in-flight snapshots of the start-up (single-member view) pass
+
+    mark = len(snapshots.snapshots)
+    await asyncio.sleep(1.0)
+    owners = recent_owners(snapshots, mark)
+    assert set(owners) == set(TARGETS)
+    assert all(len(collectors) == 1 for collectors in owners.values()), owners
+    assert {c for collectors in owners.values() for c in collectors} == {"collector-a", "collector-b"}
+    assert sorted(first.owned_targets + second.owned_targets) == sorted(TARGETS)
+
+    await first.stop()  # leaves the bucket: the other takes over at its next heartbeat
+    await wait_until(lambda: second.owned_targets == sorted(TARGETS), 3.0)
+    mark = len(snapshots.snapshots)
+    await asyncio.sleep(0.6)
+    assert recent_owners(snapshots, mark) == {target: {"collector-b"} for target in TARGETS}
+
+
+async def test_a_killed_collector_process_loses_its_targets_to_the_others_after_the_member_ttl(
+    bus: Bus, bus_config: BusConfig, snapshots: SnapshotListener, collector_factory: CollectorFactory, tmp_path: Path
+) -> None:
+    config_file = tmp_path / "collector.yaml"
+    config_file.write_text(yaml.safe_dump({**shared_config(), "service": {"instance": "collector-proc"}}))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.collector.main",
+        "--config",
+        str(config_file),
+        cwd=REPO,
+        env={**os.environ, "SCALEBUS_NATS_URL": bus_config.url},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        await snapshots.wait_for(lambda s: s.collector == "collector-proc", within=20.0)
+        survivor = await collector_factory(config_from(shared_config()), instance="collector-survivor")
+        await wait_until(lambda: len(survivor.membership.members) == 2, 5.0)  # type: ignore[union-attr]
+        assert 0 < len(survivor.owned_targets) < len(TARGETS)
+    finally:
+        process.send_signal(signal.SIGKILL)  # no goodbye: its key must expire
+        await process.wait()
+    await wait_until(lambda: survivor.owned_targets == sorted(TARGETS), 5.0)
+    mark = len(snapshots.snapshots)
+    await asyncio.sleep(0.6)
+    assert recent_owners(snapshots, mark) == {target: {"collector-survivor"} for target in TARGETS}
