@@ -195,6 +195,15 @@ def validate_actuator_config(config: ActuatorConfig, *, file: str) -> None:
                     f"{where}.backend.initial_replicas",
                     f"{backend.initial_replicas} is outside [{target.min_replicas}, {target.max_replicas}]",
                 )
+        if isinstance(backend, KubernetesBackendConfig):
+            builtin = backend.api_version == "apps/v1" and backend.kind in ("Deployment", "StatefulSet")
+            if not builtin and "/" not in backend.api_version:
+                raise ConfigError(
+                    file,
+                    f"{where}.backend.api_version",
+                    f"{backend.api_version!r} has no API group: only apps/v1 Deployments and StatefulSets "
+                    "and resources of a named group (group/version) have a /scale this backend can use",
+                )
     if config.safety.lease.renew_interval_seconds >= config.safety.lease.ttl_seconds:
         raise ConfigError(file, "safety.lease.renew_interval_seconds", "must be shorter than safety.lease.ttl_seconds")
 

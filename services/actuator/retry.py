@@ -46,6 +46,8 @@ async def call_with_retry(
             if not exc.retryable or attempt + 1 >= policy.attempts:
                 raise
             delay = backoff_delay(attempt, policy, rng)
+            if exc.retry_after is not None:
+                delay = min(max(delay, exc.retry_after), policy.max_delay_seconds)
             if on_retry is not None:
                 on_retry(attempt + 1, exc, delay)
             await sleep(delay)

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import re
+import uuid
 from pathlib import Path
 from typing import Protocol
 
@@ -89,7 +90,10 @@ class ActuatorService:
                 self._bus.js, subjects.bucket_name("actuator_leases"), description="per-target actuator leases"
             )
             self.leases = LeaseManager(
-                lease_kv, holder=self._runtime.instance, ttl=config.safety.lease.ttl_seconds, clock=self._clock
+                lease_kv,
+                holder=lease_holder(self._runtime.instance),
+                ttl=config.safety.lease.ttl_seconds,
+                clock=self._clock,
             )
         for target in config.targets:
             backend = await self._build_backend(target)
@@ -215,6 +219,12 @@ class ActuatorService:
 async def build(config: ActuatorConfig, runtime: Runtime, config_path: Path) -> ActuatorService:
     validate_actuator_config(config, file=str(config_path))
     return ActuatorService(config, runtime, config_directory(config_path))
+
+
+def lease_holder(instance: str) -> str:
+    """A holder name unique to this process: two processes configured with the same instance name
+    must still not share a lease.  (A crashed instance's lease therefore lapses after its TTL.)"""
+    return f"{instance}#{uuid.uuid4().hex[:8]}"
 
 
 def config_directory(config_path: Path) -> Path:

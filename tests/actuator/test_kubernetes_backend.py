@@ -50,6 +50,7 @@ class Fault:
     status: int = 0
     """HTTP status to answer with; 0 means hang for ``hang_seconds`` instead."""
     hang_seconds: float = 0.0
+    retry_after: str = ""
 
 
 @dataclass
@@ -97,7 +98,10 @@ class ApiStandIn:
                 if fault.status == 0:
                     await asyncio.sleep(fault.hang_seconds)
                     return _status(504, "Timeout", "hung")
-                return _status(fault.status, _REASONS.get(fault.status, "Error"), "injected")
+                response = _status(fault.status, _REASONS.get(fault.status, "Error"), "injected")
+                if fault.retry_after:
+                    response.headers["Retry-After"] = fault.retry_after
+                return response
         return None
 
     async def _record(self, request: web.Request) -> Any:
@@ -452,3 +456,20 @@ async def test_a_5xx_storm_is_retried_then_opens_the_breaker_and_a_403_is_never_
     assert isinstance(forbidden, ExecutionResult) and forbidden.status == "failed"
     assert "permanent backend error (HTTP 403)" in forbidden.error
     assert len(api.writes()) == 13, "a 403 is not retried"
+
+
+async def test_a_429_with_retry_after_is_retried_no_sooner_than_the_server_asked(
+    api: ApiStandIn, session: KubernetesSession
+) -> None:
+    api.add("deployments", "web", 1)
+    api.faults.append(Fault("PUT", 429, retry_after="2"))
+    backend = backend_for(session, name="web")
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    policy = RetryConfig(attempts=3, base_delay_seconds=0.1, max_delay_seconds=5.0)
+    result = await call_with_retry(lambda: backend.scale(2), policy, rng=random.Random(1), sleep=sleep)
+    assert result.spec_replicas == 2
+    assert slept == [2.0]

@@ -76,6 +76,23 @@ def test_the_demo_config_is_valid_and_runs_the_demo_workload_for_web() -> None:
             "targets[0].backend.command",
             "no argument or env value uses {port}",
         ),
+        (
+            {
+                "targets": [
+                    {
+                        "name": "rc",
+                        "backend": {
+                            "type": "kubernetes",
+                            "api_version": "v1",
+                            "kind": "ReplicationController",
+                            "name": "rc",
+                        },
+                    }
+                ]
+            },
+            "targets[0].backend.api_version",
+            "has no API group",
+        ),
     ],
 )
 async def test_a_bad_config_is_rejected_with_file_field_and_reason(

@@ -15,9 +15,11 @@ class BackendError(Exception):
 
     retryable: bool = False
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after
+        """Seconds the server asked us to wait (``Retry-After``), when it said."""
 
 
 class TransientBackendError(BackendError):

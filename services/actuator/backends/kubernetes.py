@@ -84,7 +84,7 @@ def classify(exc: BaseException, what: str) -> BackendError:
         reason = f"{what}: HTTP {status} {exc.reason or ''}".strip()
         if status in _PERMANENT_STATUSES or (400 <= status < 500 and status not in (408, 409, 429)):
             return PermanentBackendError(reason, status=status)
-        return TransientBackendError(reason, status=status)
+        return TransientBackendError(reason, status=status, retry_after=_retry_after(exc))
     if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
         return TransientBackendError(f"{what}: timed out")
     if isinstance(exc, aiohttp.ClientError | OSError):
@@ -275,6 +275,16 @@ class KubernetesBackend:
             with contextlib.suppress(BackendError):
                 await self.read()
             await asyncio.sleep(self._session.settings.poll_interval_seconds)
+
+
+def _retry_after(exc: ApiException) -> float | None:
+    """The ``Retry-After`` header of a 429/503 in seconds (the API server sends whole seconds)."""
+    headers: Any = exc.headers or {}
+    value = headers.get("Retry-After") if hasattr(headers, "get") else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 def _from_model(scale: Any) -> _Scale:
