@@ -23,6 +23,7 @@ from services.collector.config import CollectorConfig, TargetConfig
 from services.collector.discovery import ReplicaDirectory
 from services.collector.metrics import CollectorMetrics
 from services.collector.ownership import Membership
+from services.collector.pushes import PushDecoder, PushedMetric
 from services.collector.runner import SampleSink, SourceRunner
 from services.collector.sources import build_source
 from services.collector.sources.base import SourceContext
@@ -31,12 +32,9 @@ from shared.bus import Bus
 from shared.clock import Clock
 from shared.codec import MessageDecoder
 from shared.errors import PermanentError
-from shared.schemas import MetricPush, TargetStatus
+from shared.schemas import TargetStatus
 
 log = logging.getLogger(__name__)
-
-PushPayload = MetricPush | list[MetricPush]
-"""A pushed message is one MetricPush, or a JSON array of them for the same target."""
 
 
 class Collector:
@@ -152,8 +150,8 @@ class Collector:
     async def _on_status(self, status: TargetStatus, _: Msg) -> None:
         self.replicas.update(status)
 
-    async def _on_push(self, payload: PushPayload, msg: Msg) -> None:
-        pushes = payload if isinstance(payload, list) else [payload]
+    async def _on_push(self, pushes: list[PushedMetric], msg: Msg) -> None:
+        """One MetricPush, or a JSON array of them, for the subject's target."""
         target = msg.subject[len(self._metrics_prefix) :]
         for push in pushes:
             if push.target != target:
@@ -240,7 +238,7 @@ class Collector:
         )
         if self._config.push.enabled:
             self._subscriptions.append(
-                await self._bus.subscribe(self._subjects.metrics_all, MessageDecoder(PushPayload), self._on_push)
+                await self._bus.subscribe(self._subjects.metrics_all, PushDecoder(), self._on_push)
             )
         if self.membership is not None:
             await self.membership.start()

@@ -7,11 +7,10 @@ next snapshot urgent.
 
 from __future__ import annotations
 
-import msgspec
-
 from services.collector.config import PushConfig, ThresholdConfig
+from services.collector.pushes import PushLike
 from services.collector.samples import SeriesKey, series_key
-from shared.schemas import MetricPush, MetricSample, MetricSnapshot
+from shared.schemas import MetricSample, MetricSnapshot
 
 
 class ThresholdWatch:
@@ -22,6 +21,9 @@ class ThresholdWatch:
         for threshold in thresholds:
             self._by_metric.setdefault(threshold.metric, []).append(threshold)
         self._previous: dict[SeriesKey, float] = {}
+
+    def watches(self, name: str) -> bool:
+        return name in self._by_metric
 
     def crossed(self, sample: MetricSample) -> bool:
         """True when this sample crosses `above` upwards or `below` downwards."""
@@ -60,7 +62,7 @@ class TargetState:
         self._push = push
         self._watch = ThresholdWatch(thresholds)
         self._by_source: dict[str, tuple[MetricSample, ...]] = {}
-        self._pushed: dict[SeriesKey, tuple[MetricSample, float]] = {}
+        self._pushed: dict[SeriesKey, tuple[PushLike, float]] = {}
         self._sequence = 0
         self.dirty = False
         """New pushed data since the last snapshot."""
@@ -79,24 +81,24 @@ class TargetState:
     def remove_source(self, source: str) -> None:
         self._by_source.pop(source, None)
 
-    def push(self, message: MetricPush, received_at: float) -> bool:
-        """Keep a pushed sample (the latest per series); True when it crossed a threshold."""
-        sample = MetricSample(
-            name=message.name,
-            value=message.value,
-            timestamp=message.timestamp or received_at,
-            unit=message.unit,
-            labels=message.labels,
-            source="push",
-        )
-        key = series_key(sample)
-        if key not in self._pushed and len(self._pushed) >= self._push.max_series_per_target:
+    def push(self, message: PushLike, received_at: float) -> bool:
+        """Keep a pushed sample (the latest per series); True when it crossed a threshold.
+
+        The hot path of ingestion: the sample is kept as it arrived and becomes a MetricSample
+        only when a snapshot is built.
+        """
+        labels = message.labels
+        key = (message.name, tuple(sorted(labels.items())) if len(labels) > 1 else tuple(labels.items()))
+        pushed = self._pushed
+        if key not in pushed and len(pushed) >= self._push.max_series_per_target:
             raise PushLimitExceeded(
                 f"target {self.name!r} already holds {self._push.max_series_per_target} pushed series"
             )
-        self._pushed[key] = (sample, received_at)
+        pushed[key] = (message, received_at)
         self.dirty = True
-        crossed = self._watch.crossed(sample)
+        if not self._watch.watches(message.name):
+            return False
+        crossed = self._watch.crossed(_pushed_sample(message, received_at))
         self.urgent = self.urgent or crossed
         return crossed
 
@@ -114,12 +116,12 @@ class TargetState:
         """Every current sample; pushed samples not refreshed recently are marked stale."""
         result = [sample for samples in self._by_source.values() for sample in samples]
         stale_after = self._push.stale_after_seconds
-        for sample, received in self._pushed.values():
+        for message, received in self._pushed.values():
             age = now - received
             if age > stale_after:
-                result.append(msgspec.structs.replace(sample, quality="stale", error=f"not pushed for {age:.1f}s"))
+                result.append(_pushed_sample(message, received, quality="stale", error=f"not pushed for {age:.1f}s"))
             else:
-                result.append(sample)
+                result.append(_pushed_sample(message, received))
         return result
 
     def snapshot(self, now: float, collector: str) -> MetricSnapshot:
@@ -136,3 +138,16 @@ class TargetState:
         self.dirty = False
         self.urgent = False
         return snapshot
+
+
+def _pushed_sample(message: PushLike, received_at: float, quality: str = "ok", error: str = "") -> MetricSample:
+    return MetricSample(
+        name=message.name,
+        value=message.value,
+        timestamp=message.timestamp or received_at,
+        unit=message.unit,
+        labels=message.labels,
+        source="push",
+        quality=quality,  # type: ignore[arg-type]
+        error=error,
+    )

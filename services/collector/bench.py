@@ -1,0 +1,197 @@
+"""Benchmark of pushed-metric ingestion (``make bench``): throughput and push-to-snapshot latency.
+
+A real nats-server and one in-process collector; pushes come from a separate OS process (so
+the publisher does not share the collector's CPU time), as single-sample messages and as JSON
+arrays.  Latency: pushes stamped with their send time, measured when the snapshot carrying them
+arrives.  Bounded: fixed sample counts, every phase under a time limit; prints figures only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import msgspec
+import nats
+from nats.aio.msg import Msg
+from prometheus_client import CollectorRegistry
+
+from services.collector.config import CollectorConfig, OwnershipConfig, PushConfig
+from services.collector.service import Collector
+from shared.bus import Bus
+from shared.clock import SystemClock
+from shared.config import BusConfig
+from shared.natsserver import NatsServer
+from shared.schemas import MetricSnapshot
+
+THROUGHPUT_GOAL = 100_000.0
+LATENCY_GOAL_MS = 50.0
+TARGETS = 10
+PHASE_LIMIT_SECONDS = 20.0
+REPO = Path(__file__).resolve().parents[2]
+
+
+async def publish(url: str, samples: int, batch: int) -> None:
+    """The publisher process: ``samples`` pushes over TARGETS targets, ``batch`` per message."""
+    client = await nats.connect(url, pending_size=64 * 1024 * 1024)
+    sent = 0
+    while sent < samples:
+        target = f"bench-{(sent // batch) % TARGETS}"
+        count = min(batch, samples - sent)
+        items = [
+            {"target": target, "name": "queue_depth", "value": sent + i, "labels": {"pod": f"p{(sent + i) % 100}"}}
+            for i in range(count)
+        ]
+        payload = json.dumps(items[0] if batch == 1 else items).encode()
+        await client.publish(f"scalebus.metrics.{target}", payload)
+        sent += count
+        if sent % (batch * 500) == 0:
+            await asyncio.sleep(0)
+    await client.flush(timeout=30)
+    await client.close()
+
+
+async def measure_throughput(collector: Collector, url: str, samples: int, batch: int) -> tuple[float, int]:
+    """Samples ingested per second, from the first ingested sample to the last; and samples lost."""
+    counter = collector.metrics.pushed_samples
+    base = counter._value.get()
+    publisher = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.collector.bench",
+        "--publish",
+        url,
+        "--samples",
+        str(samples),
+        "--batch",
+        str(batch),
+        cwd=REPO,
+    )
+    first = last = 0.0
+    seen = 0.0
+    deadline = time.perf_counter() + PHASE_LIMIT_SECONDS
+    idle_since = time.perf_counter()
+    while time.perf_counter() < deadline:
+        await asyncio.sleep(0.005)
+        now_seen = counter._value.get() - base
+        now = time.perf_counter()
+        if now_seen > seen:
+            if seen == 0:
+                first = now
+            seen, last, idle_since = now_seen, now, now
+        if seen >= samples or (publisher.returncode is not None and seen and now - idle_since > 1.0):
+            break
+    with contextlib.suppress(ProcessLookupError):
+        publisher.kill()
+    await publisher.wait()
+    elapsed = max(last - first, 1e-9)
+    # The first poll that saw samples missed at most one poll interval of them; count from there.
+    return seen / elapsed, int(samples - seen)
+
+
+async def measure_latency(collector_bus: Bus, url: str, count: int, rate: float) -> list[float]:
+    """Milliseconds from a push's send time to the arrival of the snapshot carrying it."""
+    arrived: dict[float, float] = {}
+    all_arrived = asyncio.Event()
+    listener = await nats.connect(url)
+    publisher = await nats.connect(url)
+    decoder = msgspec.json.Decoder(MetricSnapshot)
+
+    async def on_snapshot(msg: Msg) -> None:
+        received = time.time()
+        snapshot = decoder.decode(msg.data)
+        for sample in snapshot.samples:
+            if sample.name == "probe" and sample.value not in arrived:
+                arrived[sample.value] = received
+        if len(arrived) >= count:
+            all_arrived.set()
+
+    await listener.subscribe("scalebus.snapshots.latency", cb=on_snapshot)
+    await listener.flush()
+    sent: dict[float, float] = {}
+    for number in range(count):
+        stamp = time.time()
+        sent[float(number)] = stamp
+        body = {"target": "latency", "name": "probe", "value": number, "labels": {"pod": f"p{number % 5}"}}
+        await publisher.publish("scalebus.metrics.latency", json.dumps(body).encode())
+        await publisher.flush()
+        await asyncio.sleep(1.0 / rate)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(all_arrived.wait(), timeout=2.0)
+    await publisher.close()
+    await listener.close()
+    return [1000.0 * (arrived[key] - sent[key]) for key in sent if key in arrived]
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+async def run() -> int:
+    async with NatsServer() as server:
+        bus_config = BusConfig(url=server.url, connect_timeout_seconds=2.0, connect_attempts=3)
+        bus = await Bus.connect(bus_config, service="collector", instance="collector-bench")
+        config = CollectorConfig(
+            snapshot_interval_seconds=1.0,
+            push=PushConfig(flush_seconds=0.02),
+            ownership=OwnershipConfig(enabled=False),
+        )
+        collector = Collector(
+            config,
+            bus=bus,
+            instance="collector-bench",
+            registry=CollectorRegistry(),
+            clock=SystemClock(),
+            config_dir=Path("."),
+        )
+        await collector.start()
+        try:
+            print("collector bench: pushed samples (MetricPush over NATS) into one collector")
+            for batch, samples in ((1, 100_000), (100, 1_000_000)):
+                rate, lost = await measure_throughput(collector, server.url, samples, batch)
+                verdict = "meets" if rate >= THROUGHPUT_GOAL else "BELOW"
+                print(
+                    f"  ingest, {batch:>3} sample(s)/message: {rate:>10,.0f} samples/s "
+                    f"({samples:,} sent, {lost:,} lost) -> {verdict} the goal of {THROUGHPUT_GOAL:,.0f}/s"
+                )
+            latencies = await measure_latency(bus, server.url, count=500, rate=200.0)
+            if latencies:
+                p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
+                verdict = "meets" if p99 < LATENCY_GOAL_MS else "ABOVE"
+                print(
+                    f"  push -> snapshot latency: p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
+                    f"mean {statistics.fmean(latencies):.1f} ms, max {max(latencies):.1f} ms "
+                    f"({len(latencies)}/500 probes, flush window 20 ms) -> {verdict} the goal of p99 < "
+                    f"{LATENCY_GOAL_MS:.0f} ms"
+                )
+            else:
+                print("  push -> snapshot latency: no probe arrived")
+        finally:
+            await collector.stop()
+            await bus.close()
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="scalebus-collector-bench")
+    parser.add_argument("--publish", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--samples", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.publish:
+        asyncio.run(publish(args.publish, args.samples, args.batch))
+        return 0
+    logging.basicConfig(level=logging.ERROR)  # connection notices at shutdown are not figures
+    return asyncio.run(run())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
