@@ -84,7 +84,7 @@ class Decider:
         self.metrics.policies.set(len(self.registry.policies))
         if self.config.persist_state:
             self.store = await StateStore.open(self.bus.js, self.bus.subjects.bucket_name("decider_state"))
-            for target, state in (await self.store.load_all()).items():
+            for target, state in (await self.store.load(self.registry.policies)).items():
                 self.views[target] = TargetView(state=state)
             log.info("restored engine state", extra={"targets": len(self.views)})
         subjects = self.bus.subjects
@@ -97,6 +97,7 @@ class Decider:
         self._subscriptions.append(
             await self.bus.subscribe(control_subject(subjects), MessageDecoder(DeciderControl), self._on_control)
         )
+        await self.bus.nc.flush()  # the server has our subscriptions before start() returns
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="decider-tick"))
         self._tasks.append(asyncio.create_task(self._reload_loop(), name="decider-reload"))
 
@@ -176,6 +177,10 @@ class Decider:
             await asyncio.sleep(self.config.reload_interval_seconds)
             try:
                 report = self.reload_policies()
+                if report.changed and self.store is not None:
+                    fresh = [t for t in self.registry.policies if t not in self.views]
+                    for target, state in (await self.store.load(fresh)).items():
+                        self.views[target] = TargetView(state=state)
                 for error in report.errors:
                     await self.bus.publish(
                         self.bus.subjects.alerts("decider"),

@@ -7,11 +7,12 @@ One key per target (``web``, ``shop/web``), JSON value.  Writes are throttled pe
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 import msgspec
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig
-from nats.js.errors import BucketNotFoundError, NoKeysError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from services.decider.engine.evaluate import TargetState
@@ -96,20 +97,20 @@ class StateStore:
             kv = await js.create_key_value(KeyValueConfig(bucket=bucket, history=1, description="scalebus decider"))
         return cls(kv, min_interval=min_interval)
 
-    async def load_all(self) -> dict[str, TargetState]:
-        try:
-            keys = await self._kv.keys()
-        except NoKeysError:
-            return {}
+    async def load(self, targets: Iterable[str]) -> dict[str, TargetState]:
+        """Stored states of the given targets (one direct get per key; no KV watcher is left behind)."""
         states: dict[str, TargetState] = {}
-        for key in keys:
-            entry = await self._kv.get(key)
+        for target in targets:
+            try:
+                entry = await self._kv.get(state_key(target))
+            except KeyNotFoundError:
+                continue
             if entry.value is None:
                 continue
             try:
                 stored = self._decoder.decode(entry.value)
             except msgspec.DecodeError as exc:
-                log.warning("ignoring unreadable stored state", extra={"key": key, "error": str(exc)})
+                log.warning("ignoring unreadable stored state", extra={"key": target, "error": str(exc)})
                 continue
             states[stored.target] = restore_state(stored)
         return states
