@@ -174,7 +174,7 @@ def result_line(result: StepResult) -> dict[str, Any]:
         "reason": outcome.reason,
         "winner": explanation.winner,
         "raw": explanation.raw_recommendation,
-        "load": result.load,
+        "load": round(result.load, 6),
         "adjustments": [msgspec.to_builtins(a) for a in explanation.adjustments],
         "message": outcome.message,
     }
