@@ -32,7 +32,7 @@ from shared.bus import Bus
 from shared.clock import Clock
 from shared.codec import MessageDecoder
 from shared.errors import PermanentError
-from shared.schemas import TargetStatus
+from shared.schemas import MetricSample, TargetStatus
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ class Collector:
         log.info("released target", extra={"target": name})
 
     def _sink(self, state: TargetState) -> SampleSink:
-        def accept(source: str, samples: list) -> None:  # type: ignore[type-arg]
+        def accept(source: str, samples: list[MetricSample]) -> None:
             if state.update_source(source, samples):
                 self._forward.set()
 
