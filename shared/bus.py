@@ -100,6 +100,8 @@ class Bus:
             log.warning("nats error", extra={"error": str(exc) or type(exc).__name__})
 
         async def on_disconnect() -> None:
+            if nc.is_closed or nc.is_draining:
+                return
             log.warning("nats disconnected")
             if metrics:
                 metrics.connected.set(0)

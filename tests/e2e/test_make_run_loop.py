@@ -35,17 +35,22 @@ def demo_config(tmp_path: Path) -> Path:
     return config
 
 
-def workload_processes() -> list[psutil.Process]:
-    found = []
-    for process in psutil.process_iter(["cmdline"]):
-        cmdline = process.info.get("cmdline") or []
-        if "scalebus.demo.workload" in cmdline:
-            found.append(process)
+def replicas_of(pid: int) -> dict[int, psutil.Process]:
+    """The demo workload replicas below process ``pid`` (started by its actuator)."""
+    found = {}
+    try:
+        for child in psutil.Process(pid).children(recursive=True):
+            try:
+                if "scalebus.demo.workload" in child.cmdline():
+                    found[child.pid] = child
+            except psutil.Error:
+                continue
+    except psutil.Error:
+        pass
     return found
 
 
 async def test_load_scales_the_demo_up_and_down_and_sigint_stops_everything(tmp_path: Path) -> None:
-    before = {p.pid for p in workload_processes()}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -63,6 +68,7 @@ async def test_load_scales_the_demo_up_and_down_and_sigint_stops_everything(tmp_
     ups: list[tuple[int, int]] = []
     downs: list[tuple[int, int]] = []
     store = ""
+    seen_replicas: dict[int, psutil.Process] = {}
     deadline = time.monotonic() + 100
     try:
         while time.monotonic() < deadline and not (ups and downs):
@@ -73,6 +79,7 @@ async def test_load_scales_the_demo_up_and_down_and_sigint_stops_everything(tmp_
             lines.append(line)
             if "JetStream store in " in line:
                 store = line.split("JetStream store in ")[1].rstrip(")")
+            seen_replicas.update(replicas_of(process.pid))
             match = SCALE_LINE.search(line)
             if match:
                 old, new = int(match.group(1)), int(match.group(2))
@@ -80,7 +87,7 @@ async def test_load_scales_the_demo_up_and_down_and_sigint_stops_everything(tmp_
         assert ups, "no scale-up within 100 s:\n" + "\n".join(lines)
         assert downs, "no scale-down within 100 s:\n" + "\n".join(lines)
         assert max(new for _, new in ups) >= 3, ups
-        assert len(workload_processes()) - len(before) >= 1
+        assert len(seen_replicas) >= 3, seen_replicas
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGINT)
@@ -91,7 +98,7 @@ async def test_load_scales_the_demo_up_and_down_and_sigint_stops_everything(tmp_
     assert process.returncode == 0, output
     assert stopped_in < 15, output
     assert "stopped:" in output
-    leftover = [p for p in workload_processes() if p.pid not in before]
+    leftover = [p for p in seen_replicas.values() if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert leftover == [], f"orphan replicas: {leftover}"
     assert store and not Path(store).exists(), f"temp dir left behind: {store}"
     for log in ("collector.log", "decider.log", "actuator.log"):
