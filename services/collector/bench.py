@@ -180,12 +180,13 @@ async def run() -> int:
     return 0
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark (``argv`` None: no arguments; the publisher role is internal)."""
     parser = argparse.ArgumentParser(prog="scalebus-collector-bench")
     parser.add_argument("--publish", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--samples", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv or [])
     if args.publish:
         asyncio.run(publish(args.publish, args.samples, args.batch))
         return 0
@@ -194,4 +195,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))

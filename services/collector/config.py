@@ -172,7 +172,7 @@ class KubernetesSourceConfig(_SourceConfig, frozen=True, kw_only=True, tag="kube
     label_selector: str
     """Selects the target's pods (`app=web`)."""
     kubeconfig: str = ""
-    """Path to a kubeconfig (relative to the config file); empty: in-cluster config."""
+    """Path to a kubeconfig (`~` expands; relative paths resolve against the config file); empty: in-cluster."""
     context: str = ""
     include_requests: bool = True
     """Also emit `cpu_request` / `memory_request` per pod."""

@@ -282,3 +282,30 @@ async def test_a_bad_status_message_is_dead_lettered_and_discovery_keeps_working
             break
         await asyncio.sleep(0.05)
     assert [r.name for r in collector.replicas.replicas("web")] == ["web-1"]
+
+
+async def test_the_collector_keeps_working_across_a_nats_server_restart(
+    bus: Bus,
+    nats_server: object,
+    snapshots: SnapshotListener,
+    collector_factory: CollectorFactory,
+    exporter_factory: ExporterFactory,
+) -> None:
+    """Sources keep running while NATS is away; snapshots resume once it is back (nats-py reconnects)."""
+    exporter = await exporter_factory()
+    exporter.inflight = 4
+    scrape = {
+        "type": "scrape",
+        "name": "replicas",
+        "interval_seconds": 0.2,
+        "endpoints": [{"url": exporter.url + "/metrics", "pod": "web-1"}],
+        "metrics": [{"match": "demo_inflight_requests"}],
+    }
+    await collector_factory(
+        config_from({"snapshot_interval_seconds": 0.2, "targets": [{"name": "web", "sources": [scrape]}]})
+    )
+    await snapshots.wait_for(lambda s: pods(s, "demo_inflight_requests") == {"web-1": 4.0}, within=5.0)
+    await nats_server.restart()  # type: ignore[attr-defined]
+    exporter.inflight = 9
+    after = await snapshots.wait_for(lambda s: pods(s, "demo_inflight_requests") == {"web-1": 9.0}, within=15.0)
+    assert after.target == "web"

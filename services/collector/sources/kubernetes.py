@@ -65,7 +65,7 @@ class KubernetesPodSource:
     async def _client(self) -> Any:
         if self._api is None:
             if self._config.kubeconfig:
-                path = Path(self._config.kubeconfig)
+                path = Path(self._config.kubeconfig).expanduser()
                 if not path.is_absolute():
                     path = self._context.config_dir / path
                 self._api = await k8s_config.new_client_from_config(
