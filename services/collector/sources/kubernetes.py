@@ -36,6 +36,14 @@ def _timestamp(text: object, default: float) -> float:
         return default
 
 
+def kubeconfig_path(configured: str, config_dir: Path) -> Path | None:
+    """The kubeconfig file (`~` expanded, relative to the config file's directory); None: in-cluster."""
+    if not configured:
+        return None
+    path = Path(configured).expanduser()
+    return path if path.is_absolute() else config_dir / path
+
+
 def container_totals(containers: list[Any], field: str) -> tuple[float, float]:
     """Sum of `cpu` and `memory` in each container's ``field`` (`usage` or `requests`); QuantityError if bad."""
     cpu = memory = 0.0
@@ -53,6 +61,7 @@ class KubernetesPodSource:
         self._config = config
         self._context = context
         self._api: Any = None
+        self._kubeconfig = kubeconfig_path(config.kubeconfig, context.config_dir)
         names = ["cpu", "memory"]
         if config.include_requests:
             names += ["cpu_request", "memory_request"]
@@ -64,12 +73,9 @@ class KubernetesPodSource:
 
     async def _client(self) -> Any:
         if self._api is None:
-            if self._config.kubeconfig:
-                path = Path(self._config.kubeconfig).expanduser()
-                if not path.is_absolute():
-                    path = self._context.config_dir / path
+            if self._kubeconfig is not None:
                 self._api = await k8s_config.new_client_from_config(
-                    config_file=str(path), context=self._config.context or None, persist_config=False
+                    config_file=str(self._kubeconfig), context=self._config.context or None, persist_config=False
                 )
             else:
                 configuration = k8s.Configuration()
