@@ -101,3 +101,39 @@ async def test_after_a_success_a_failure_reports_the_last_value_as_stale_until_m
     clock.advance(3)  # the last good value is now 6 s old
     [expired] = await runner.collect_once()
     assert (expired.value, expired.quality) == (0.0, "error")
+
+
+class HalfBrokenSource:
+    """Reports one good sample and one per-pod error sample."""
+
+    metric_names = ("load",)
+
+    @property
+    def name(self) -> str:
+        return "half"
+
+    async def collect(self) -> list[MetricSample]:
+        return [
+            MetricSample(name="load", value=1.0, labels={"pod": "a"}),
+            MetricSample(name="load", value=0.0, labels={"pod": "b"}, quality="error", error="HTTP 500"),
+        ]
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_per_sample_errors_are_counted_without_failing_the_collection() -> None:
+    settings = msgspec.convert({"type": "process", "name": "half"}, ProcessSourceConfig)
+    metrics = CollectorMetrics(CollectorRegistry())
+    runner = SourceRunner(
+        target="web",
+        source=HalfBrokenSource(),
+        config=settings,
+        sink=lambda *_: None,
+        clock=ManualClock(),
+        metrics=metrics,
+    )
+    samples = await runner.collect_once()
+    assert [(s.labels["pod"], s.quality) for s in samples] == [("a", "ok"), ("b", "error")]
+    assert metrics.source_errors.labels("web", "half", "sample")._value.get() == 1
+    assert metrics.collections.labels("web", "half", "ok")._value.get() == 1
