@@ -171,6 +171,7 @@ class PanicSpec:
     panic_threshold_percentage: float = 200.0
     max_scale_up_rate: float = 1000.0
     max_scale_down_rate: float = 2.0
+    scale_down_delay_seconds: float = 0.0
 
     @property
     def panic_window_seconds(self) -> float:

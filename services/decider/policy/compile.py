@@ -295,6 +295,7 @@ def compile_policy(
             panic_threshold_percentage=p.panic_threshold_percentage,
             max_scale_up_rate=p.max_scale_up_rate,
             max_scale_down_rate=p.max_scale_down_rate,
+            scale_down_delay_seconds=p.scale_down_delay_seconds,
         )
     fallback = None
     if spec.fallback is not None:

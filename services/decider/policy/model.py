@@ -201,6 +201,8 @@ class PanicMode(_Camel, frozen=True, kw_only=True):
     panic_threshold_percentage: Annotated[float, msgspec.Meta(ge=110, le=1000)] = 200.0
     max_scale_up_rate: Annotated[float, msgspec.Meta(gt=1)] = 1000.0
     max_scale_down_rate: Annotated[float, msgspec.Meta(gt=1)] = 2.0
+    scale_down_delay_seconds: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 0.0
+    """Knative ``scale-down-delay``: the decision is the highest of this trailing window."""
 
 
 class Fallback(_Camel, frozen=True, kw_only=True):
