@@ -11,6 +11,7 @@ the merge-patch content type on custom-resource scale patches (415 otherwise), a
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ class ApiStandIn:
 
     objects: dict[tuple[str, str, str], ScaledObject] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
+    watchers: list[asyncio.Queue[str]] = field(default_factory=list)
     concurrent_writes: int = 0
     """After each of the next N scale reads, another writer bumps the object (the next write conflicts)."""
     requests: list[tuple[str, str, str, Any]] = field(default_factory=list)
@@ -70,6 +72,14 @@ class ApiStandIn:
         self.objects[(resource, namespace, name)] = obj
         return obj
 
+    def modify(self, resource: str, name: str, replicas: int, *, namespace: str = "default") -> None:
+        """Someone else changes the object (``kubectl scale``): watchers get a MODIFIED event."""
+        obj = self.objects[(resource, namespace, name)]
+        obj.spec_replicas = replicas
+        obj.resource_version += 1
+        for queue in self.watchers:
+            queue.put_nowait(name)
+
     def writes(self) -> list[tuple[str, str, str, Any]]:
         return [r for r in self.requests if r[0] in ("PUT", "PATCH")]
 
@@ -78,6 +88,7 @@ class ApiStandIn:
         app.router.add_route("*", "/apis/apps/v1/namespaces/{ns}/{resource}/{name}/{sub}", self._apps)
         app.router.add_route("*", "/apis/{group}/{version}/namespaces/{ns}/{resource}/{name}/{sub}", self._custom)
         app.router.add_get("/api/v1/namespaces/{ns}/pods", self._pods)
+        app.router.add_get("/apis/apps/v1/namespaces/{ns}/{resource}", self._watch)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -86,6 +97,8 @@ class ApiStandIn:
         self.url = f"http://127.0.0.1:{port}"
 
     async def stop(self) -> None:
+        for queue in self.watchers:
+            queue.put_nowait("")  # end open watches, or cleanup waits for them
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -127,27 +140,7 @@ class ApiStandIn:
             return _status(404, "NotFound", f'{resource} "{info["name"]}" not found')
         sub = info["sub"]
         if sub == "status" and request.method == "GET":
-            ready = obj.spec_replicas if obj.ready < 0 else obj.ready
-            return web.json_response(
-                {
-                    "apiVersion": "apps/v1",
-                    "kind": "Deployment" if resource == "deployments" else "StatefulSet",
-                    "metadata": {
-                        "name": info["name"],
-                        "namespace": info["ns"],
-                        "resourceVersion": str(obj.resource_version),
-                    },
-                    "spec": {
-                        "replicas": obj.spec_replicas,
-                        "selector": {"matchLabels": {"app": info["name"]}},
-                        "template": {
-                            "metadata": {"labels": {"app": info["name"]}},
-                            "spec": {"containers": [{"name": "app", "image": "example/app:1"}]},
-                        },
-                    },
-                    "status": {"replicas": obj.spec_replicas, "readyReplicas": ready},
-                }
-            )
+            return web.json_response(self._workload(resource, info["ns"], info["name"], obj))
         if sub != "scale":
             return _status(404, "NotFound", "no such subresource")
         if request.method == "GET":
@@ -172,6 +165,37 @@ class ApiStandIn:
         obj.resource_version += 1
         return web.json_response(self._scale(info["ns"], info["name"], obj))
 
+    async def _watch(self, request: web.Request) -> web.StreamResponse:
+        """``GET .../deployments?watch=true&fieldSelector=metadata.name=<name>``: a stream of JSON events."""
+        await self._record(request)
+        if request.query.get("watch") not in ("true", "True", "1"):
+            return _status(405, "MethodNotAllowed", "only watches are served here")
+        resource, namespace = request.match_info["resource"], request.match_info["ns"]
+        name = request.query.get("fieldSelector", "").removeprefix("metadata.name=")
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        self.watchers.append(queue)
+        kind = "ADDED"
+        try:
+            while True:
+                obj = self.objects.get((resource, namespace, name))
+                if obj is not None:
+                    event = {"type": kind, "object": self._workload(resource, namespace, name, obj)}
+                    await response.write(json.dumps(event).encode() + b"\n")
+                kind = "MODIFIED"
+                try:
+                    changed = await asyncio.wait_for(
+                        queue.get(), timeout=float(request.query.get("timeoutSeconds", "30"))
+                    )
+                except TimeoutError:
+                    break
+                if not changed:
+                    break
+        finally:
+            self.watchers.remove(queue)
+        return response
+
     async def _pods(self, request: web.Request) -> web.Response:
         await self._record(request)
         fault = await self._fault(request)
@@ -193,6 +217,24 @@ class ApiStandIn:
             for i in range(count)
         ]
         return web.json_response({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items})
+
+    @staticmethod
+    def _workload(resource: str, namespace: str, name: str, obj: ScaledObject) -> dict[str, Any]:
+        ready = obj.spec_replicas if obj.ready < 0 else obj.ready
+        return {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment" if resource == "deployments" else "StatefulSet",
+            "metadata": {"name": name, "namespace": namespace, "resourceVersion": str(obj.resource_version)},
+            "spec": {
+                "replicas": obj.spec_replicas,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {"containers": [{"name": "app", "image": "example/app:1"}]},
+                },
+            },
+            "status": {"replicas": obj.spec_replicas, "readyReplicas": ready},
+        }
 
     @staticmethod
     def _scale(namespace: str, name: str, obj: ScaledObject) -> dict[str, Any]:
@@ -233,7 +275,13 @@ async def api() -> AsyncIterator[ApiStandIn]:
 
 @pytest.fixture
 async def session(api: ApiStandIn, tmp_path: Path) -> AsyncIterator[KubernetesSession]:
-    """A client session built from a real kubeconfig file that points at the stand-in."""
+    """A client session built from a real kubeconfig file that points at the stand-in (polling every 0.1 s)."""
+    opened = await open_session(api, tmp_path, poll_interval_seconds=0.1)
+    yield opened
+    await opened.close()
+
+
+async def open_session(api: ApiStandIn, tmp_path: Path, *, poll_interval_seconds: float) -> KubernetesSession:
     kubeconfig = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -244,11 +292,12 @@ async def session(api: ApiStandIn, tmp_path: Path) -> AsyncIterator[KubernetesSe
     }
     (tmp_path / "kubeconfig.yaml").write_text(yaml.safe_dump(kubeconfig), encoding="utf-8")
     settings = KubernetesClientConfig(
-        kubeconfig="kubeconfig.yaml", request_timeout_seconds=0.5, conflict_retries=3, poll_interval_seconds=0.1
+        kubeconfig="kubeconfig.yaml",
+        request_timeout_seconds=0.5,
+        conflict_retries=3,
+        poll_interval_seconds=poll_interval_seconds,
     )
-    opened = await KubernetesSession.open(settings, base_dir=tmp_path)
-    yield opened
-    await opened.close()
+    return await KubernetesSession.open(settings, base_dir=tmp_path)
 
 
 def backend_for(session: KubernetesSession, **target: Any) -> KubernetesBackend:
@@ -473,3 +522,31 @@ async def test_a_429_with_retry_after_is_retried_no_sooner_than_the_server_asked
     result = await call_with_retry(lambda: backend.scale(2), policy, rng=random.Random(1), sleep=sleep)
     assert result.spec_replicas == 2
     assert slept == [2.0]
+
+
+async def test_the_watch_reports_a_change_by_others_long_before_the_next_poll(api: ApiStandIn, tmp_path: Path) -> None:
+    api.add("deployments", "web", 2)
+    slow = await open_session(api, tmp_path, poll_interval_seconds=60.0)
+    backend = backend_for(slow, name="web")
+    await backend.start()
+    try:
+        for _ in range(100):
+            if api.watchers:
+                break
+            await asyncio.sleep(0.02)
+        assert api.watchers, "the backend opened a watch"
+        watch_request = next(r for r in api.requests if r[1] == "/apis/apps/v1/namespaces/default/deployments")
+        assert watch_request[0] == "GET"
+        await asyncio.sleep(0.2)  # let the initial ADDED event and its read settle
+        backend.changed.clear()
+
+        api.modify("deployments", "web", 7)
+        for _ in range(100):
+            if backend.changed.is_set():
+                break
+            await asyncio.sleep(0.02)
+        assert backend.changed.is_set(), "the watch event made the backend re-read (the poller sleeps 60 s)"
+        assert (await backend.read()).spec_replicas == 7
+    finally:
+        await backend.stop()
+        await slow.close()

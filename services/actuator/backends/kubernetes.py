@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import aiohttp
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
+from kubernetes_asyncio import watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from services.actuator.backends.base import BackendError, Observed, PermanentBackendError, TransientBackendError
@@ -36,6 +37,7 @@ T = TypeVar("T")
 
 MERGE_PATCH = "application/merge-patch+json"
 _PERMANENT_STATUSES = {400, 401, 403, 404, 405, 410, 415, 422}
+_WATCH_SECONDS = 300
 
 
 class KubernetesSession:
@@ -114,7 +116,7 @@ class KubernetesBackend:
         self.endpoint = session.host
         self.changed = asyncio.Event()
         self._last: Observed | None = None
-        self._poller: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
 
     @property
     def _what(self) -> str:
@@ -123,13 +125,16 @@ class KubernetesBackend:
     # -- Backend protocol ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._poller = asyncio.create_task(self._poll(), name=f"k8s-poll-{self._target}")
+        self._background = [
+            asyncio.create_task(self._poll(), name=f"k8s-poll-{self._target}"),
+            asyncio.create_task(self._watch(), name=f"k8s-watch-{self._target}"),
+        ]
 
     async def stop(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            await asyncio.gather(self._poller, return_exceptions=True)
-            self._poller = None
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self._background = []
 
     async def read(self) -> Observed:
         scale = await self._read_scale()
@@ -269,6 +274,36 @@ class KubernetesBackend:
             ),
         )
         return tuple(_replica(pod) for pod in pods.items or ())
+
+    async def _watch(self) -> None:
+        """Watch the object (field selector on its name); every event triggers a read of the scale.
+
+        The watch makes changes by others visible within moments; the poller is the resync that
+        covers a watch that is not allowed (RBAC) or keeps failing.
+        """
+        c, apps = self._config, self._session.apps
+        lister: Callable[..., Awaitable[Any]]
+        args: tuple[str, ...]
+        if self._builtin:
+            lister = apps.list_namespaced_deployment if c.kind == "Deployment" else apps.list_namespaced_stateful_set
+            args = (c.namespace,)
+        else:
+            lister = self._session.custom.list_namespaced_custom_object
+            args = (self._group, self._version, c.namespace, self._plural)
+        while True:
+            try:
+                async with watch.Watch() as stream:
+                    async for _event in stream.stream(
+                        lister, *args, field_selector=f"metadata.name={c.name}", timeout_seconds=_WATCH_SECONDS
+                    ):
+                        with contextlib.suppress(BackendError):
+                            await self.read()
+                continue  # the server ended the watch after timeout_seconds: start a new one
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.info("watch interrupted; polling meanwhile", extra={"target": self._target, "error": repr(exc)})
+            await asyncio.sleep(self._session.settings.poll_interval_seconds)
 
     async def _poll(self) -> None:
         while True:
