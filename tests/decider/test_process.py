@@ -1,0 +1,64 @@
+"""The decider as an OS process: the demo config starts and stops cleanly; bad config stops start-up."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+from shared.natsserver import NatsServer
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+async def run_decider(config: Path, nats_url: str, *, stop_after: float | None) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.decider.main",
+        "--config",
+        str(config),
+        cwd=REPO,
+        env={**os.environ, "SCALEBUS_NATS_URL": nats_url},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        if stop_after is not None:
+            await asyncio.sleep(stop_after)
+            process.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(process.communicate(), timeout=20)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return process.returncode, err.decode()
+
+
+async def test_the_demo_config_starts_and_a_sigterm_stops_it_with_exit_code_0(nats_server: NatsServer) -> None:
+    code, log = await run_decider(REPO / "deploy/local/decider.yaml", nats_server.url, stop_after=2.0)
+    assert code == 0, log
+    assert '"msg": "started"' in log and '"msg": "stopped"' in log
+
+
+async def test_an_invalid_policy_stops_start_up_naming_file_field_and_reason(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    shutil.copy(REPO / "deploy/local/decider.yaml", tmp_path / "decider.yaml")
+    (tmp_path / "policies").mkdir()
+    policy = (REPO / "deploy/local/policies/web.yaml").read_text().replace("maxReplicas: 8", "maxReplicas: -1")
+    (tmp_path / "policies" / "web.yaml").write_text(policy)
+    code, log = await run_decider(tmp_path / "decider.yaml", nats_server.url, stop_after=None)
+    assert code == 1
+    assert "web.yaml: spec.maxReplicas: Expected `int` >= 1" in log
+
+
+async def test_an_unknown_config_field_stops_start_up_with_exit_code_2(nats_server: NatsServer, tmp_path: Path) -> None:
+    (tmp_path / "decider.yaml").write_text("tick_interval_secs: 1\n")
+    code, log = await run_decider(tmp_path / "decider.yaml", nats_server.url, stop_after=None)
+    assert code == 2
+    assert "decider.yaml" in log and "tick_interval_secs" in log
