@@ -89,6 +89,7 @@ class ApiStandIn:
         app.router.add_route("*", "/apis/{group}/{version}/namespaces/{ns}/{resource}/{name}/{sub}", self._custom)
         app.router.add_get("/api/v1/namespaces/{ns}/pods", self._pods)
         app.router.add_get("/apis/apps/v1/namespaces/{ns}/{resource}", self._watch)
+        app.router.add_get("/apis/apps/v1/namespaces/{ns}/{resource}/{name}", self._apps)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -138,8 +139,8 @@ class ApiStandIn:
         obj = self.objects.get((resource, info["ns"], info["name"]))
         if obj is None:
             return _status(404, "NotFound", f'{resource} "{info["name"]}" not found')
-        sub = info["sub"]
-        if sub == "status" and request.method == "GET":
+        sub = info.get("sub", "")
+        if sub in ("", "status") and request.method == "GET":
             return web.json_response(self._workload(resource, info["ns"], info["name"], obj))
         if sub != "scale":
             return _status(404, "NotFound", "no such subresource")

@@ -246,21 +246,17 @@ class KubernetesBackend:
 
     async def _ready_replicas(self) -> int:
         c, timeout = self._config, self._timeout
-        what = f"read status of {self._what}"
+        what = f"read {self._what}"
         obj: Any
         if c.kind == "Deployment":
             obj = await self._call(
                 what,
-                lambda: self._session.apps.read_namespaced_deployment_status(
-                    c.name, c.namespace, _request_timeout=timeout
-                ),
+                lambda: self._session.apps.read_namespaced_deployment(c.name, c.namespace, _request_timeout=timeout),
             )
         else:
             obj = await self._call(
                 what,
-                lambda: self._session.apps.read_namespaced_stateful_set_status(
-                    c.name, c.namespace, _request_timeout=timeout
-                ),
+                lambda: self._session.apps.read_namespaced_stateful_set(c.name, c.namespace, _request_timeout=timeout),
             )
         status = obj.status
         return int((status.ready_replicas if status is not None else 0) or 0)
