@@ -158,6 +158,10 @@ class Executor:
             self._metrics.in_flight.inc()
             try:
                 result = await self._act(decision, runtime, started)
+            except Exception as exc:  # a bug, not a backend answer: record it rather than leave a bare claim
+                log.exception("actuation crashed", extra={"decision_id": decision.id, "target": decision.target})
+                runtime.breaker.release_trial()
+                result = self._result(decision, "failed", "InternalError", started, error=f"internal error: {exc!r}")
             finally:
                 self._metrics.in_flight.dec()
             return await self._finish(decision, claim, result, record=True)
