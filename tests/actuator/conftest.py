@@ -20,7 +20,6 @@ from shared.clock import Clock, SystemClock
 from shared.codec import MessageDecoder
 from shared.config import BusConfig, ServiceConfig
 from shared.lifecycle import Runtime
-from shared.schemas import Alert, ExecutionResult, TargetStatus
 from shared.telemetry import HealthServer
 
 REPLICA_APP = Path(__file__).with_name("replica_app.py")
@@ -135,6 +134,3 @@ async def actuators(bus_config: BusConfig, tmp_path: Path, bus: Bus) -> AsyncIte
     harness = ActuatorHarness(bus_config, tmp_path)
     yield harness
     await harness.stop_all()
-
-
-__all__ = ["ActuatorHarness", "Alert", "ExecutionResult", "Listener", "TargetStatus"]

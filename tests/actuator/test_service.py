@@ -3,7 +3,6 @@ status on a real nats-server."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -14,7 +13,7 @@ import pytest
 from nats.js.errors import NotFoundError
 
 from shared.bus import Bus
-from shared.schemas import Alert, DeadLetter, Decision, DecisionBatch, ExecutionResult, TargetStatus
+from shared.schemas import DeadLetter, Decision, DecisionBatch, ExecutionResult, TargetStatus
 
 Eventually = Callable[..., Awaitable[None]]
 
@@ -250,9 +249,6 @@ async def test_stopping_the_service_stops_every_replica(
     assert len(pids) == 3 and all(pid_alive(pid) for pid in pids)
     await actuators.stop(service)
     await eventually(lambda: not any(pid_alive(pid) for pid in pids), within=5.0)
-
-
-__all__ = ["Alert", "asyncio"]
 
 
 async def test_two_actuator_instances_on_one_target_never_both_act(
