@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 import pytest
 from nats.js.errors import NotFoundError
+from prometheus_client import generate_latest
 
 from shared.bus import Bus
 from shared.schemas import DeadLetter, Decision, DecisionBatch, ExecutionResult, TargetStatus
@@ -91,6 +92,15 @@ async def test_a_decision_scales_the_local_target_and_reports_one_applied_result
     assert len({r.endpoint for r in latest.replicas}) == 3
     assert all(r.pid > 0 and r.ready for r in latest.replicas)
     assert (await service.targets["web"].backend.read()).current_replicas == 3
+
+    exposition = generate_latest(service._runtime.registry).decode()
+    assert 'scalebus_actuations_total{action="scale_up",status="applied",target="web"} 1.0' in exposition
+    assert 'scalebus_actuator_backend_call_seconds_count{backend="local",operation="scale",outcome="success"} 1.0' in (
+        exposition
+    )
+    assert 'scalebus_actuator_breaker_state{target="web"} 0.0' in exposition
+    assert 'scalebus_actuator_endpoint_successes_total{endpoint="local"} 2.0' in exposition
+    assert "scalebus_actuator_pending_decisions 0.0" in exposition
 
 
 async def test_status_is_published_periodically_even_without_changes(
