@@ -292,3 +292,38 @@ def test_a_real_hpa_manifest_is_accepted_unchanged_and_targets_namespace_slash_n
     assert policy.target == "default/php-apache"
     assert (policy.min_replicas, policy.max_replicas, policy.behavior) == (1, 10, None)
     assert policy.metrics[0].kind == "resource_utilization"
+
+
+def test_a_metric_selector_picks_the_matching_series_and_inputs_carry_their_age() -> None:
+    policy = hpa(
+        1,
+        10,
+        [
+            {
+                "type": "External",
+                "external": {
+                    "metric": {
+                        "name": "queue_depth",
+                        "selector": {
+                            "matchLabels": {"queue": "orders"},
+                            "matchExpressions": [{"key": "region", "operator": "In", "values": ["eu", "us"]}],
+                        },
+                    },
+                    "target": {"type": "AverageValue", "averageValue": "10"},
+                },
+            }
+        ],
+    )
+    samples = [
+        MetricSample(name="queue_depth", value=40, timestamp=NOW - 4, labels={"queue": "orders", "region": "eu"}),
+        MetricSample(name="queue_depth", value=20, timestamp=NOW - 2, labels={"queue": "orders", "region": "us"}),
+        MetricSample(name="queue_depth", value=900, timestamp=NOW, labels={"queue": "emails", "region": "eu"}),
+        MetricSample(name="queue_depth", value=900, timestamp=NOW, labels={"queue": "orders", "region": "ap"}),
+    ]
+    observation = Observation(
+        now=NOW, spec_replicas=4, status_replicas=4, pods=[Pod(n) for n in "abcd"], samples=samples, samples_at=NOW
+    )
+    outcome = evaluate(policy, fresh(), observation)
+    assert outcome.desired == 6, "only orders in eu/us count: ceil(60 / 10)"
+    (metric_input,) = outcome.explanation.inputs
+    assert metric_input.age_seconds == 2.0, "the age of the newest sample used"

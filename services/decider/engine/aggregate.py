@@ -37,3 +37,12 @@ def has_failed_samples(observation: Observation, metrics: frozenset[str]) -> boo
             if sample.quality != "ok":
                 return True
     return False
+
+
+def newest_age(observation: Observation, metric: str) -> float:
+    """Seconds since the newest good sample of ``metric`` (0 when there is none)."""
+    newest = 0.0
+    for sample in observation.samples_named(metric):
+        if sample.quality == "ok":
+            newest = max(newest, sample.timestamp or observation.samples_at)
+    return max(0.0, observation.now - newest) if newest else 0.0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from services.decider.engine.aggregate import has_failed_samples
+from services.decider.engine.aggregate import has_failed_samples, newest_age
 from services.decider.engine.keda import check_activation, fallback_replicas
 from services.decider.engine.normalize import (
     HpaState,
@@ -117,6 +117,7 @@ def _decide(policy: TargetPolicy, state: TargetState, obs: Observation, trace: _
                     metric=f"activation {metric}",
                     value=value if value is not None else 0.0,
                     target=threshold,
+                    age_seconds=round(newest_age(obs, metric), 3),
                     note="no samples" if value is None else ("active" if value > threshold else "inactive"),
                 )
             )
@@ -182,6 +183,7 @@ def _reconcile(
                 metric=f"panic {policy.panic.metric}",
                 value=panic.panic_average if panic.panicking else panic.stable_average,
                 target=policy.panic.target_per_replica,
+                age_seconds=round(newest_age(obs, policy.panic.metric), 3),
                 proposal=panic.replicas,
                 note=panic.note,
             )
@@ -204,6 +206,7 @@ def _reconcile(
                     metric=result.condition.key,
                     value=result.value if result.value is not None else 0.0,
                     target=result.condition.value,
+                    age_seconds=round(newest_age(obs, result.condition.metric), 3),
                     note=("holds" if result.holds else "does not hold")
                     + (f" for {result.held_for:.0f}s" if result.held_for else "")
                     + (" (no samples)" if result.value is None else ""),
