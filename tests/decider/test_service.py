@@ -49,7 +49,7 @@ def web_snapshot(now: float, per_pod: dict[str, float], *, urgent: bool = False)
     )
 
 
-async def wait_for(predicate: Callable[[], bool], limit: float = 5.0) -> None:
+async def wait_for(predicate: Callable[[], bool], limit: float = 10.0) -> None:
     """Poll a condition (bounded): messages travel through a real server, so delivery takes a moment."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit
@@ -79,7 +79,7 @@ async def test_a_snapshot_above_target_yields_a_batch_with_the_hpa_replica_count
     )
     batch = await decider.run_tick()
     assert batch is not None
-    messages = await sub.fetch(1, timeout=5)
+    messages = await sub.fetch(1, timeout=10)
     stored = msgspec.json.decode(messages[0].data, type=DecisionBatch)
     assert stored.batch_id == batch.batch_id
     (decision,) = stored.decisions
@@ -121,7 +121,7 @@ async def test_a_malformed_snapshot_is_dead_lettered_and_the_service_keeps_runni
     await bus.nc.subscribe(bus.subjects.dead_letter("decider"), cb=on_letter)
     await bus.nc.flush()
     await bus.nc.publish(bus.subjects.snapshots("web"), b'{"kind": "metric_snapshot", "target": "web"}')
-    letter = await asyncio.wait_for(letters.get(), timeout=5)
+    letter = await asyncio.wait_for(letters.get(), timeout=10)
     assert letter.subject == bus.subjects.snapshots("web")
     assert "collected_at" in letter.reason
     # still serving: a good snapshot afterwards is taken
@@ -142,7 +142,7 @@ async def test_a_snapshot_for_another_target_on_a_subject_is_rejected_to_the_dea
     await bus.nc.subscribe(bus.subjects.dead_letter("decider"), cb=on_letter)
     await bus.nc.flush()
     await bus.publish(bus.subjects.snapshots("api"), web_snapshot(clock.now(), {"web-0": 1.0}))
-    letter = msgspec.json.decode(await asyncio.wait_for(letters.get(), timeout=5), type=DeadLetter)
+    letter = msgspec.json.decode(await asyncio.wait_for(letters.get(), timeout=10), type=DeadLetter)
     assert "arrived on" in letter.reason
 
 
@@ -159,7 +159,7 @@ async def test_a_rejected_reload_is_logged_counted_and_alerted_while_the_old_pol
     await bus.nc.flush()
     web = policy_dir / "web.yaml"
     web.write_text(web.read_text().replace("maxReplicas: 8", "maxReplicas: many"))
-    alert = await asyncio.wait_for(alerts.get(), timeout=5)
+    alert = await asyncio.wait_for(alerts.get(), timeout=10)
     assert alert.code == "PolicyRejected"
     assert "spec.maxReplicas" in alert.message
     assert decider.registry.policies["web"].max_replicas == 8
@@ -185,7 +185,7 @@ async def test_an_urgent_snapshot_is_decided_at_once_without_waiting_for_the_tic
     view = decider._view("web")
     await wait_for(lambda: view.status is not None)
     await bus.publish(bus.subjects.snapshots("web"), web_snapshot(now, {"web-0": 30.0, "web-1": 30.0}, urgent=True))
-    (message,) = await reader.fetch(1, timeout=5)
+    (message,) = await reader.fetch(1, timeout=10)
     batch = msgspec.json.decode(message.data, type=DecisionBatch)
     assert [(d.target, d.desired_replicas) for d in batch.decisions] == [("web", 6)]
 
@@ -216,7 +216,7 @@ async def test_a_snapshot_crossing_a_rule_threshold_is_decided_at_once(
     view = decider._view("web")
     await wait_for(lambda: view.status is not None)
     await bus.publish(bus.subjects.snapshots("web"), web_snapshot(now, {"web-0": 40.0, "web-1": 30.0}))
-    (message,) = await reader.fetch(1, timeout=5)
+    (message,) = await reader.fetch(1, timeout=10)
     (decision,) = msgspec.json.decode(message.data, type=DecisionBatch).decisions
     assert decision.desired_replicas == 4
     assert decision.explanation is not None and decision.explanation.winner == "rule hot (+2)"
