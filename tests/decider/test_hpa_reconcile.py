@@ -327,3 +327,16 @@ def test_a_metric_selector_picks_the_matching_series_and_inputs_carry_their_age(
     assert outcome.desired == 6, "only orders in eu/us count: ceil(60 / 10)"
     (metric_input,) = outcome.explanation.inputs
     assert metric_input.age_seconds == 2.0, "the age of the newest sample used"
+
+
+def test_per_direction_tolerance_lets_a_policy_scale_up_eagerly_and_down_reluctantly() -> None:
+    """``behavior.scaleUp.tolerance`` / ``scaleDown.tolerance`` (Kubernetes >= 1.33) replace the global 0.1."""
+    behavior = {"scaleUp": {"tolerance": "0"}, "scaleDown": {"tolerance": "0.5", "stabilizationWindowSeconds": 0}}
+    policy = hpa(1, 10, [cpu(50)], behavior)
+    assert (policy.tolerance.up, policy.tolerance.down) == (0.0, 0.5)
+    up = evaluate(policy, fresh(), observe(4, [520] * 4, [1.0] * 4))
+    assert up.desired == 5, "104 % of target is outside a zero scale-up tolerance: ceil(1.04 * 4)"
+    down = evaluate(policy, empty_history(), observe(4, [300] * 4, [1.0] * 4))
+    assert down.desired == 4, "60 % of target is within a 0.5 scale-down tolerance"
+    default = evaluate(hpa(1, 10, [cpu(50)]), empty_history(), observe(4, [300] * 4, [1.0] * 4))
+    assert default.desired == 3, "with the default 0.1 it scales down: ceil(0.6 * 4)"
