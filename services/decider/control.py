@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -19,6 +19,8 @@ class DeciderControl(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"
     action: Literal["pause", "resume"]
     target: TargetName
     reason: str = ""
+    replicas: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    """With ``pause``: hold the target at this size (KEDA ``paused-replicas``)."""
 
 
 def control_subject(subjects: Subjects) -> str:

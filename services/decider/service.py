@@ -69,7 +69,7 @@ class Decider:
         self.metrics = metrics
         self.instance = instance
         self.views: dict[str, TargetView] = {}
-        self.paused: dict[str, str] = {}
+        self.paused: dict[str, DeciderControl] = {}
         self.tick = 0
         self.store: StateStore | None = None
         self._subscriptions: list[Subscription] = []
@@ -149,7 +149,7 @@ class Decider:
 
     async def _on_control(self, control: DeciderControl, _: Msg) -> None:
         if control.action == "pause":
-            self.paused[control.target] = control.reason or "paused by control message"
+            self.paused[control.target] = control
         else:
             self.paused.pop(control.target, None)
         self.metrics.paused_targets.set(len(self.paused))
@@ -244,7 +244,10 @@ class Decider:
     def effective_policy(self, policy: TargetPolicy, view: TargetView) -> TargetPolicy:
         if policy.paused:
             return policy
-        if policy.target in self.paused or (view.status is not None and view.status.paused):
+        control = self.paused.get(policy.target)
+        if control is not None:
+            return dataclasses.replace(policy, paused=True, paused_replicas=control.replicas)
+        if view.status is not None and view.status.paused:
             return dataclasses.replace(policy, paused=True)
         return policy
 

@@ -257,3 +257,22 @@ def test_a_paused_policy_keeps_the_current_size() -> None:
     shop = Target(policy(FALLBACK + "  paused: true\n"), replicas=2)
     outcome = shop.step(0, {"qps": 500})
     assert (outcome.desired, outcome.reason) == (2, "Paused")
+
+
+def test_paused_replicas_hold_the_target_at_a_fixed_size() -> None:
+    shop = Target(policy(FALLBACK + "  paused: true\n  pausedReplicas: 4\n"), replicas=2)
+    outcome = shop.step(0, {"qps": 500})
+    assert (outcome.desired, outcome.reason) == (4, "Paused")
+    assert [(a.stage, a.before, a.after) for a in outcome.explanation.adjustments] == [("paused", 2, 4)]
+    assert shop.step(1, {"qps": 500}).desired == 4
+
+
+def test_scale_to_zero_and_activation_show_up_as_adjustments() -> None:
+    shop = Target(policy(SCALE_TO_ZERO), replicas=1)
+    shop.step(0, {"queue_depth": 0})
+    to_zero = shop.step(300, {"queue_depth": 0})
+    assert [(a.stage, a.before, a.after, a.reason) for a in to_zero.explanation.adjustments] == [
+        ("cooldown", 1, 0, "ScaleToZero")
+    ]
+    woke = shop.step(301, {"queue_depth": 3})
+    assert [(a.stage, a.before, a.after) for a in woke.explanation.adjustments] == [("activation", 0, 1)]

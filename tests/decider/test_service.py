@@ -270,3 +270,19 @@ async def test_a_restarted_decider_keeps_its_scale_events_and_recommendations(
     batch = await second.run_tick()
     assert batch is not None
     assert [(d.desired_replicas, d.reason) for d in batch.decisions] == [(6, "ScaleUpLimit")]
+
+
+async def test_a_control_pause_with_replicas_holds_the_target_at_that_size(
+    bus: Bus, make_decider: DeciderFactory, clock: ManualClock
+) -> None:
+    decider = await make_decider()
+    now = clock.now()
+    await bus.publish(bus.subjects.status("web"), web_status(now, 2))
+    await bus.publish(
+        control_subject(bus.subjects), DeciderControl(action="pause", target="web", replicas=5, reason="load test")
+    )
+    view = decider._view("web")
+    await wait_for(lambda: view.status is not None and "web" in decider.paused)
+    batch = await decider.run_tick()
+    assert batch is not None
+    assert [(d.desired_replicas, d.reason) for d in batch.decisions] == [(5, "Paused")]

@@ -105,6 +105,10 @@ def _decide(policy: TargetPolicy, state: TargetState, obs: Observation, trace: _
     trace.raw = current
     if policy.paused:
         trace.conditions["AbleToScale"] = "Paused"
+        if policy.paused_replicas is not None and policy.paused_replicas != current:
+            trace.winner, trace.raw = "pausedReplicas", policy.paused_replicas
+            trace.adjust("paused", current, policy.paused_replicas, "Paused")
+            return policy.paused_replicas, "Paused", f"paused at {policy.paused_replicas} replicas"
         return current, "Paused", "scaling is paused for this target"
     minimum = policy.min_replicas
     stz = policy.scale_to_zero
@@ -128,6 +132,7 @@ def _decide(policy: TargetPolicy, state: TargetState, obs: Observation, trace: _
         if activation.active and current <= idle:
             target = min(max(minimum, 1), policy.max_replicas)
             trace.winner, trace.raw = "activation", target
+            trace.adjust("activation", current, target, "ActivatedFromZero")
             trace.conditions["ScalingActive"] = "ActivatedFromZero"
             return target, "ActivatedFromZero", f"a trigger is above its activation threshold; scaling from {current}"
         if not activation.active:
@@ -137,6 +142,7 @@ def _decide(policy: TargetPolicy, state: TargetState, obs: Observation, trace: _
             inactive_for = now - state.last_active_at
             if inactive_for >= stz.cooldown_period_seconds:
                 trace.winner, trace.raw = "cooldown", idle
+                trace.adjust("cooldown", current, idle, "ScaleToZero")
                 trace.conditions["ScalingActive"] = "ScaleToZero"
                 return (
                     idle,

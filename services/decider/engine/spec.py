@@ -210,6 +210,7 @@ class TargetPolicy:
     """None: the HPA's legacy path (downscale stabilization, then at most max(2x, 4) up)."""
     tolerance: Tolerance = field(default_factory=Tolerance)
     paused: bool = False
+    paused_replicas: int | None = None
     rules: tuple[RuleSpec, ...] = ()
     scale_to_zero: ScaleToZeroSpec | None = None
     panic: PanicSpec | None = None

@@ -318,6 +318,7 @@ def compile_policy(
         behavior=compiler.behavior(spec.behavior),
         tolerance=compiler.tolerance(spec.behavior),
         paused=spec.paused,
+        paused_replicas=spec.paused_replicas,
         rules=rules,
         scale_to_zero=stz,
         panic=panic,

@@ -221,6 +221,8 @@ class HorizontalPodAutoscalerSpec(_Camel, frozen=True, kw_only=True):
     behavior: HorizontalPodAutoscalerBehavior | None = None
     # scalebus extensions
     paused: bool = False
+    paused_replicas: NonNegativeInt | None = None
+    """With ``paused``: hold the target at this size instead of its current one (KEDA ``paused-replicas``)."""
     rules: list[Rule] = msgspec.field(default_factory=list)
     scale_to_zero: ScaleToZero | None = None
     panic: PanicMode | None = None
