@@ -340,3 +340,25 @@ def test_per_direction_tolerance_lets_a_policy_scale_up_eagerly_and_down_relucta
     assert down.desired == 4, "60 % of target is within a 0.5 scale-down tolerance"
     default = evaluate(hpa(1, 10, [cpu(50)]), empty_history(), observe(4, [300] * 4, [1.0] * 4))
     assert default.desired == 3, "with the default 0.1 it scales down: ceil(0.6 * 4)"
+
+
+def test_a_status_without_a_replica_list_takes_the_pods_from_the_samples() -> None:
+    from shared.schemas import TargetStatus
+
+    status = TargetStatus(
+        target="web", backend="kubernetes", spec_replicas=2, current_replicas=2, ready_replicas=2, observed_at=NOW
+    )
+    samples = [MetricSample(name="qps", value=30, timestamp=NOW, labels={"pod": p}) for p in ("web-a", "web-b")]
+    observation = Observation.from_status(NOW, status, samples, NOW)
+    assert [p.name for p in observation.pods] == ["web-a", "web-b"]
+    policy = hpa(
+        1,
+        10,
+        [
+            {
+                "type": "Pods",
+                "pods": {"metric": {"name": "qps"}, "target": {"type": "AverageValue", "averageValue": "10"}},
+            }
+        ],
+    )
+    assert evaluate(policy, fresh(), observation).desired == 4

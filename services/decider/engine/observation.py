@@ -79,11 +79,17 @@ class Observation:
         samples: Sequence[MetricSample] = (),
         samples_at: float = 0.0,
     ) -> Observation:
+        pods = [Pod.from_replica(r) for r in status.replicas]
+        if not pods and status.current_replicas:
+            # A backend that reports counts but no replica list: the pods are those the samples name,
+            # taken as running and ready (missing/unready adjustments then cannot apply).
+            names = sorted({s.labels["pod"] for s in samples if "pod" in s.labels})
+            pods = [Pod(name=name) for name in names]
         return cls(
             now=now,
             spec_replicas=status.spec_replicas,
             status_replicas=status.current_replicas,
-            pods=[Pod.from_replica(r) for r in status.replicas],
+            pods=pods,
             samples=samples,
             samples_at=samples_at,
         )
