@@ -23,6 +23,8 @@ from nats.js.api import KeyValueConfig
 from nats.js.errors import BucketNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 
+from services.collector.tasks import cancel_and_wait
+
 log = logging.getLogger(__name__)
 
 MEMBER_PREFIX = "members."
@@ -124,9 +126,7 @@ class Membership:
         """Stop heartbeating and leave, so the others take over at their next heartbeat."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         if self._kv is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._kv.delete(self.key), timeout=2.0)

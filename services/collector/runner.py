@@ -8,7 +8,6 @@ the sink; failures are also counted.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from services.collector.metrics import CollectorMetrics
 from services.collector.quality import SourceQuality
 from services.collector.samples import describe_error
 from services.collector.sources.base import Source
+from services.collector.tasks import cancel_and_wait
 from shared.clock import Clock
 from shared.schemas import MetricSample
 
@@ -120,9 +120,7 @@ class SourceRunner:
         """Cancel the schedule (an in-flight collection is abandoned) and close the source."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         try:
             await self._source.close()
         except Exception:

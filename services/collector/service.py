@@ -28,6 +28,7 @@ from services.collector.runner import SampleSink, SourceRunner
 from services.collector.sources import build_source
 from services.collector.sources.base import SourceContext
 from services.collector.target import PushLimitExceeded, TargetState
+from services.collector.tasks import cancel_and_wait
 from shared.bus import Bus
 from shared.clock import Clock
 from shared.codec import MessageDecoder
@@ -252,10 +253,7 @@ class Collector:
     async def stop(self) -> None:
         """Stop fetching: leave the members, stop every source, unsubscribe."""
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         self._tasks = []
         if self.membership is not None:
             await self.membership.stop()
