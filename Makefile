@@ -6,6 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
+CODE   := shared services scalebus tests
 
 .PHONY: run test install lint typecheck imports schemas check-schemas bench test-deps clean
 
@@ -33,8 +34,8 @@ test: $(STAMP) test-deps lint typecheck imports check-schemas
 	$(VENV)/bin/pytest -p no:cacheprovider
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check $(CODE)
+	$(VENV)/bin/ruff format --check $(CODE)
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
