@@ -6,13 +6,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from services.actuator.config import CONFIG_SCHEMA_TYPES as ACTUATOR_CONFIG
+from services.collector.config import CONFIG_SCHEMA_TYPES as COLLECTOR_CONFIG
+from services.decider.config import CONFIG_SCHEMA_TYPES as DECIDER_CONFIG
 from shared.schema_export import schema_documents, write_schemas
 from shared.schemas import WIRE_MESSAGES
 
 
 def documented_types() -> list[Any]:
     """Every type whose JSON Schema is committed under docs/schemas/."""
-    return [*WIRE_MESSAGES]
+    return [*WIRE_MESSAGES, *COLLECTOR_CONFIG, *DECIDER_CONFIG, *ACTUATOR_CONFIG]
 
 
 def main(argv: list[str] | None = None) -> int:

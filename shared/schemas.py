@@ -202,6 +202,19 @@ class DeadLetter(_Message, frozen=True, kw_only=True, tag="dead_letter"):
     received_at: float
 
 
+class DeciderControl(_Message, frozen=True, kw_only=True, tag="decider_control"):
+    """Pause or resume a target at run time; any NATS client may send it to the decider.
+
+    ``{"kind": "decider_control", "action": "pause", "target": "web", "replicas": 3}``
+    """
+
+    action: Literal["pause", "resume"]
+    target: TargetName
+    reason: str = ""
+    replicas: NonNegativeInt | None = None
+    """With ``pause``: hold the target at this size (KEDA ``paused-replicas``)."""
+
+
 WIRE_MESSAGES: tuple[type[msgspec.Struct], ...] = (
     MetricPush,
     MetricSnapshot,
@@ -210,4 +223,5 @@ WIRE_MESSAGES: tuple[type[msgspec.Struct], ...] = (
     ExecutionResult,
     Alert,
     DeadLetter,
+    DeciderControl,
 )

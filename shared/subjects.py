@@ -39,6 +39,11 @@ class Subjects(msgspec.Struct, frozen=True, kw_only=True):
         """Decision batches from the decider (:class:`shared.schemas.DecisionBatch`), JetStream."""
         return f"{self.prefix}.decisions"
 
+    @property
+    def decider_control(self) -> str:
+        """Pause/resume requests to the decider (:class:`shared.schemas.DeciderControl`)."""
+        return f"{self.prefix}.decider.control"
+
     def results(self, target: str) -> str:
         """Execution results from the actuator (:class:`shared.schemas.ExecutionResult`), JetStream."""
         return f"{self.prefix}.results.{target}"

@@ -16,7 +16,6 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from services.decider.config import DeciderConfig
-from services.decider.control import DeciderControl, control_subject
 from services.decider.engine.evaluate import Outcome, TargetState, evaluate
 from services.decider.engine.observation import Observation
 from services.decider.engine.rules import condition_crossed
@@ -28,7 +27,7 @@ from shared.bus import Bus
 from shared.clock import Clock
 from shared.codec import MessageDecoder
 from shared.errors import PermanentError
-from shared.schemas import Alert, Decision, DecisionBatch, MetricSnapshot, TargetStatus
+from shared.schemas import Alert, DeciderControl, Decision, DecisionBatch, MetricSnapshot, TargetStatus
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +94,7 @@ class Decider:
             await self.bus.subscribe(subjects.snapshots_all, MessageDecoder(MetricSnapshot), self._on_snapshot)
         )
         self._subscriptions.append(
-            await self.bus.subscribe(control_subject(subjects), MessageDecoder(DeciderControl), self._on_control)
+            await self.bus.subscribe(subjects.decider_control, MessageDecoder(DeciderControl), self._on_control)
         )
         await self.bus.nc.flush()  # the server has our subscriptions before start() returns
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="decider-tick"))

@@ -11,11 +11,19 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from services.decider.control import DeciderControl, control_subject
 from services.decider.service import Decider
 from shared.bus import Bus
 from shared.clock import ManualClock
-from shared.schemas import Alert, DeadLetter, DecisionBatch, MetricSample, MetricSnapshot, ReplicaStatus, TargetStatus
+from shared.schemas import (
+    Alert,
+    DeadLetter,
+    DeciderControl,
+    DecisionBatch,
+    MetricSample,
+    MetricSnapshot,
+    ReplicaStatus,
+    TargetStatus,
+)
 
 DeciderFactory = Callable[..., Awaitable[Decider]]
 
@@ -227,14 +235,14 @@ async def test_pause_and_resume_by_control_message(bus: Bus, make_decider: Decid
     now = clock.now()
     await bus.publish(bus.subjects.status("web"), web_status(now, 2))
     await bus.publish(bus.subjects.snapshots("web"), web_snapshot(now, {"web-0": 30.0, "web-1": 30.0}))
-    await bus.publish(control_subject(bus.subjects), DeciderControl(action="pause", target="web", reason="deploy"))
+    await bus.publish(bus.subjects.decider_control, DeciderControl(action="pause", target="web", reason="deploy"))
     view = decider._view("web")
     await wait_for(lambda: view.snapshot is not None and "web" in decider.paused)
     paused = await decider.run_tick()
     assert paused is not None
     assert [(d.desired_replicas, d.reason) for d in paused.decisions] == [(2, "Paused")]
 
-    await bus.publish(control_subject(bus.subjects), DeciderControl(action="resume", target="web"))
+    await bus.publish(bus.subjects.decider_control, DeciderControl(action="resume", target="web"))
     await wait_for(lambda: "web" not in decider.paused)
     clock.advance(1)
     resumed = await decider.run_tick()
@@ -279,7 +287,7 @@ async def test_a_control_pause_with_replicas_holds_the_target_at_that_size(
     now = clock.now()
     await bus.publish(bus.subjects.status("web"), web_status(now, 2))
     await bus.publish(
-        control_subject(bus.subjects), DeciderControl(action="pause", target="web", replicas=5, reason="load test")
+        bus.subjects.decider_control, DeciderControl(action="pause", target="web", replicas=5, reason="load test")
     )
     view = decider._view("web")
     await wait_for(lambda: view.status is not None and "web" in decider.paused)
