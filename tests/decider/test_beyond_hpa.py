@@ -276,3 +276,19 @@ def test_scale_to_zero_and_activation_show_up_as_adjustments() -> None:
     ]
     woke = shop.step(301, {"queue_depth": 3})
     assert [(a.stage, a.before, a.after) for a in woke.explanation.adjustments] == [("activation", 0, 1)]
+
+
+def test_a_decision_message_leads_with_the_metric_that_won() -> None:
+    """Operators read the message first: it names the winning metric, its value, its target and its proposal."""
+    target = Target(
+        policy(
+            "  scaleTargetRef: {name: shop}\n  minReplicas: 1\n  maxReplicas: 10\n"
+            + FAST
+            + "  metrics:\n    - type: External\n      external:\n        metric: {name: qps}\n"
+            "        target: {type: AverageValue, averageValue: '100'}\n"
+        ),
+        replicas=1,
+    )
+    outcome = target.step(0, {"qps": 420})
+    assert outcome.desired == 5
+    assert outcome.message.startswith("external metric qps 420 (target 100) -> 5; ")
