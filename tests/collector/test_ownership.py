@@ -122,3 +122,30 @@ async def test_a_killed_collector_process_loses_its_targets_to_the_others_after_
     mark = len(snapshots.snapshots)
     await asyncio.sleep(0.6)
     assert recent_owners(snapshots, mark) == {target: {"collector-survivor"} for target in TARGETS}
+
+
+async def test_a_pushed_metric_is_ingested_by_the_targets_owner_only(
+    bus: Bus, snapshots: SnapshotListener, collector_factory: CollectorFactory
+) -> None:
+    config = config_from({"snapshot_interval_seconds": 0.2, "ownership": OWNERSHIP})
+    first = await collector_factory(config, instance="collector-a")
+    second = await collector_factory(config, instance="collector-b")
+    both = {first.membership.key, second.membership.key}  # type: ignore[union-attr]
+    await wait_until(lambda: first.membership.members == both == second.membership.members, 5.0)  # type: ignore[union-attr]
+    targets = [f"queue-{number}" for number in range(8)]
+    for target in targets:
+        await bus.nc.publish(
+            bus.subjects.metrics(target), f'{{"target": "{target}", "name": "depth", "value": 1}}'.encode()
+        )
+    await bus.nc.flush()
+    await wait_until(lambda: {s.target for s in snapshots.snapshots} >= set(targets), 5.0)
+    await asyncio.sleep(0.5)
+    owners = recent_owners(snapshots, 0)
+    expected = {
+        target: {"collector-a" if owner_of(target, both) == first.membership.key else "collector-b"}  # type: ignore[union-attr]
+        for target in targets
+    }
+    assert owners == expected
+    ignored = first.metrics.pushes_ignored.labels("not_owner")._value.get()
+    ignored += second.metrics.pushes_ignored.labels("not_owner")._value.get()
+    assert ignored == len(targets)  # each push reached both; the non-owner dropped it
