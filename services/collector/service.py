@@ -204,7 +204,8 @@ class Collector:
         next_at = loop.time() + interval
         while True:
             await asyncio.sleep(max(0.0, next_at - loop.time()))
-            next_at = max(next_at + interval, loop.time())
+            # Keep the cadence, but after a late tick never publish again within half an interval.
+            next_at = max(next_at + interval, loop.time() + interval / 2)
             try:
                 await self.publish_all()
             except asyncio.CancelledError:
