@@ -20,8 +20,6 @@ from shared.clock import SystemClock
 from shared.config import BusConfig
 from shared.schemas import MetricSnapshot
 
-from .servers import PrometheusServer, ServerUnavailable
-
 
 @dataclass
 class Exporter:
@@ -160,22 +158,3 @@ async def collector_factory(bus_config: BusConfig, tmp_path: Path) -> AsyncItera
 def config_from(data: dict[str, object]) -> CollectorConfig:
     """A CollectorConfig from plain data, as if it came from YAML."""
     return msgspec.convert(data, CollectorConfig, strict=False)
-
-
-@pytest.fixture
-async def prometheus_factory(tmp_path: Path) -> AsyncIterator[Callable[[list[str]], Awaitable[PrometheusServer]]]:
-    """Starts a real Prometheus (skips the test, with the reason, when it is not installed)."""
-    started: list[PrometheusServer] = []
-
-    async def make(scrape_targets: list[str]) -> PrometheusServer:
-        try:
-            server = PrometheusServer(tmp_path / f"prometheus-{len(started)}", scrape_targets)
-        except ServerUnavailable as exc:
-            pytest.skip(str(exc))
-        started.append(server)
-        await server.start()
-        return server
-
-    yield make
-    for server in started:
-        await server.stop()

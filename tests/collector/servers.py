@@ -7,18 +7,20 @@ ports, keep their data in the test's tmp_path, and are stopped (process group) a
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
+import http.server
+import json
 import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
+import urllib.parse
+import urllib.request
 import uuid
 from pathlib import Path
-
-import aiohttp
 
 from shared.natsserver import free_port
 
@@ -27,19 +29,6 @@ CACHE = Path(os.environ.get("SCALEBUS_TEST_DEPS_CACHE", Path.home() / ".cache" /
 
 class ServerUnavailable(Exception):
     """The server's binary or jars are not installed; the message says how to get them."""
-
-
-async def _stop_process(process: asyncio.subprocess.Process, grace: float = 10.0) -> None:
-    if process.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        await asyncio.wait_for(process.wait(), timeout=grace)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        await process.wait()
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -66,7 +55,10 @@ def find_prometheus() -> str:
 
 
 class PrometheusServer:
-    """A real Prometheus scraping the given targets every second."""
+    """A real Prometheus scraping the given targets every second.
+
+    Synchronous on purpose, so one server can serve a whole test module.
+    """
 
     def __init__(self, workdir: Path, scrape_targets: list[str]) -> None:
         self.binary = find_prometheus()
@@ -74,10 +66,10 @@ class PrometheusServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._targets = scrape_targets
-        self._process: asyncio.subprocess.Process | None = None
+        self._process: subprocess.Popen[bytes] | None = None
         self.log = workdir / "prometheus.log"
 
-    async def start(self) -> None:
+    def start(self, within: float = 60.0) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "prometheus.yml"
         targets = ", ".join(f"'{target}'" for target in self._targets)
@@ -87,49 +79,87 @@ class PrometheusServer:
             f"    static_configs:\n      - targets: [{targets}]\n"
         )
         with self.log.open("wb") as log:
-            self._process = await asyncio.create_subprocess_exec(
-                self.binary,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={self.workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--log.level=warn",
+            self._process = subprocess.Popen(
+                [
+                    self.binary,
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={self.workdir / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    "--log.level=warn",
+                ],
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
             )
-        await self._wait_ready()
-
-    async def _wait_ready(self, within: float = 30.0) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + within
-        async with aiohttp.ClientSession() as http:
-            while loop.time() < deadline:
-                assert self._process is not None
-                if self._process.returncode is not None:
-                    raise RuntimeError(f"prometheus exited with {self._process.returncode}:\n{_tail(self.log)}")
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with http.get(f"{self.url}/-/ready") as response:
-                        if response.status == 200:
-                            return
-                await asyncio.sleep(0.2)
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"prometheus exited with {self._process.returncode}:\n{_tail(self.log)}")
+            with contextlib.suppress(OSError), urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
+                if response.status == 200:
+                    return
+            time.sleep(0.2)
+        self.stop()
         raise RuntimeError(f"prometheus not ready within {within}s:\n{_tail(self.log)}")
 
-    async def wait_for_series(self, query: str, within: float = 30.0) -> None:
+    def wait_for_series(self, query: str, within: float = 30.0) -> None:
         """Wait until ``query`` returns at least one series (the first scrapes have landed)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + within
-        async with aiohttp.ClientSession() as http:
-            while loop.time() < deadline:
-                async with http.get(f"{self.url}/api/v1/query", params={"query": query}) as response:
-                    body = await response.json()
+        deadline = time.monotonic() + within
+        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": query})
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError, ValueError):
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    body = json.load(response)
                 if body.get("status") == "success" and body["data"]["result"]:
                     return
-                await asyncio.sleep(0.3)
+            time.sleep(0.3)
         raise RuntimeError(f"prometheus has no series for {query!r} after {within}s")
 
-    async def stop(self) -> None:
-        if self._process is not None:
-            await _stop_process(self._process)
+    def stop(self) -> None:
+        _stop_popen(self._process)
+        self._process = None
+
+
+class ExpositionServer:
+    """A real HTTP exporter in a thread, serving fixed Prometheus text (for module-scoped servers)."""
+
+    def __init__(self, body: str) -> None:
+        payload = body.encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *_: object) -> None:
+                return None
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.address = f"127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _stop_popen(process: subprocess.Popen[bytes] | None, grace: float = 20.0) -> None:
+    if process is None or process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 # -- Kafka ----------------------------------------------------------------------------------
@@ -231,14 +261,5 @@ class KafkaBroker:
         raise RuntimeError(f"kafka did not start within {within}s:\n{_tail(self.log)}")
 
     def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        _stop_popen(self._process)
+        self._process = None

@@ -5,7 +5,7 @@ Skipped, with the reason, only when the Prometheus binary is not installed (`mak
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -21,8 +21,8 @@ from shared.clock import ManualClock
 from shared.natsserver import free_port
 from shared.schemas import MetricSample
 
-from .conftest import CollectorFactory, Exporter, SnapshotListener, config_from
-from .servers import PrometheusServer
+from .conftest import CollectorFactory, SnapshotListener, config_from
+from .servers import ExpositionServer, PrometheusServer, ServerUnavailable, find_prometheus
 
 pytestmark = pytest.mark.prometheus
 
@@ -35,16 +35,23 @@ EXPOSITION = (
 )
 
 
-@pytest.fixture
-async def prometheus(
-    exporter_factory: Callable[[], Awaitable[Exporter]],
-    prometheus_factory: Callable[[list[str]], Awaitable[PrometheusServer]],
-) -> AsyncIterator[PrometheusServer]:
-    exporter = await exporter_factory()
-    exporter.body_override = EXPOSITION
-    server = await prometheus_factory([exporter.url.removeprefix("http://")])
-    await server.wait_for_series("queue_depth")
-    yield server
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
+    """One real Prometheus for the module, scraping a real exporter of EXPOSITION every second."""
+    try:
+        find_prometheus()
+    except ServerUnavailable as exc:
+        pytest.skip(str(exc))
+    exporter = ExpositionServer(EXPOSITION)
+    exporter.start()
+    server = PrometheusServer(tmp_path_factory.mktemp("prometheus"), [exporter.address])
+    try:
+        server.start()
+        server.wait_for_series("queue_depth")
+        yield server
+    finally:
+        server.stop()
+        exporter.stop()
 
 
 @pytest.fixture
@@ -121,9 +128,15 @@ async def test_a_promql_error_is_an_error_of_that_query_only(
     samples = await source(
         prometheus.url,
         http,
-        [{"query": "sum(rate(queue_depth[1m]", "as": "broken"}, {"query": "sum(queue_depth)", "as": "queue_total"}],
+        [
+            {"query": "sum(rate(queue_depth[1m]", "as": "broken"},
+            {"query": "queue_depth[1m]", "as": "range"},
+            {"query": "sum(queue_depth)", "as": "queue_total"},
+        ],
     ).collect()
     named = by_name(samples)
+    [range_vector] = named["range"]
+    assert range_vector.quality == "error" and "returned a matrix" in range_vector.error
     [broken] = named["broken"]
     assert broken.quality == "error" and "bad_data" in broken.error and "parse error" in broken.error
     assert [s.quality for s in named["queue_total"]] == ["ok"]
