@@ -2,11 +2,12 @@
 
 Every instance heartbeats a key ``members.<instance>`` into a NATS KV bucket whose entries
 expire after ``member_ttl_seconds`` (the bucket's max age; a heartbeat rewrites the key, so only
-silent instances expire).  Every instance reads the live members at each heartbeat and assigns
-each target to one of them by rendezvous (highest-random-weight) hashing: all instances that see
-the same members agree on the owner of every target without talking to each other, and when a
-member goes away only its targets move.  An instance that stops deletes its key, so its targets
-move at the next heartbeat of the others instead of after the TTL.
+silent instances expire).  Every instance lists the live members at each heartbeat (a member
+counts as gone once missing from two listings in a row) and assigns each target to one of them
+by rendezvous (highest-random-weight) hashing: all instances that see the same members agree on
+the owner of every target without talking to each other, and when a member goes away only its
+targets move.  An instance that stops deletes its key, so its targets move within two heartbeats
+of the others instead of after the TTL.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from services.collector.tasks import cancel_and_wait
 log = logging.getLogger(__name__)
 
 MEMBER_PREFIX = "members."
+MISSES_TO_LEAVE = 2
+"""A member absent from this many key listings in a row is gone (its key expired or was deleted)."""
 _UNSAFE_KEY_CHARS = re.compile(r"[^-/_=.a-zA-Z0-9]")
 
 
@@ -76,6 +79,22 @@ class Membership:
         self._kv: KeyValue | None = None
         self._task: asyncio.Task[None] | None = None
         self.members: frozenset[str] = frozenset({self.key})
+        self._misses: dict[str, int] = {}
+
+    def _tolerate_misses(self, listed: set[str]) -> set[str]:
+        """Listed members, plus known ones missing from fewer than ``MISSES_TO_LEAVE`` listings in a row.
+
+        A key listing races with concurrent heartbeats and can miss a live member now and then; one
+        miss must not move that member's targets back and forth.
+        """
+        for member in self.members - listed:
+            self._misses[member] = self._misses.get(member, 0) + 1
+        for member in listed:
+            self._misses.pop(member, None)
+        kept = {member for member in self.members - listed if self._misses[member] < MISSES_TO_LEAVE}
+        for member in set(self._misses) - kept:
+            del self._misses[member]
+        return listed | kept
 
     def owns(self, target: str) -> bool:
         return owner_of(target, self.members) == self.key
@@ -101,7 +120,8 @@ class Membership:
             keys = await self._kv.keys()  # nats-py's `filters` are substrings, not subject filters
         except NoKeysError:
             keys = []
-        members = frozenset(key for key in keys if key.startswith(MEMBER_PREFIX)) | {self.key}
+        listed = {key for key in keys if key.startswith(MEMBER_PREFIX)} | {self.key}
+        members = frozenset(self._tolerate_misses(listed))
         if members != self.members:
             log.info("collector members changed", extra={"members": sorted(members)})
             self.members = members

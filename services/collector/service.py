@@ -252,7 +252,11 @@ class Collector:
         ]
 
     async def stop(self) -> None:
-        """Stop fetching: leave the members, stop every source, unsubscribe."""
+        """Stop fetching (unsubscribe), stop publishing, leave the members, stop every source."""
+        for subscription in self._subscriptions:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+        self._subscriptions = []
         for task in self._tasks:
             await cancel_and_wait(task)
         self._tasks = []
@@ -260,10 +264,6 @@ class Collector:
             await self.membership.stop()
         for name in list(self._runners):
             await self._release(name)
-        for subscription in self._subscriptions:
-            with contextlib.suppress(Exception):
-                await subscription.unsubscribe()
-        self._subscriptions = []
         if self._http is not None:
             await self._http.close()
             self._http = None

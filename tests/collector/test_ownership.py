@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from services.collector.ownership import member_key, owner_of
+from services.collector.ownership import Membership, member_key, owner_of
 from shared.bus import Bus
 from shared.config import BusConfig
 
@@ -149,3 +149,26 @@ async def test_a_pushed_metric_is_ingested_by_the_targets_owner_only(
     ignored = first.metrics.pushes_ignored.labels("not_owner")._value.get()
     ignored += second.metrics.pushes_ignored.labels("not_owner")._value.get()
     assert ignored == len(targets)  # each push reached both; the non-owner dropped it
+
+
+async def noop(_: frozenset[str]) -> None:
+    return None
+
+
+def test_a_member_missing_from_one_listing_is_kept_and_dropped_after_two() -> None:
+    """A key listing can race with a heartbeat and miss a live member; one miss must not move targets."""
+    membership = Membership(
+        None,  # type: ignore[arg-type]  # no bucket is touched here
+        bucket="b",
+        instance="a",
+        heartbeat_seconds=1,
+        member_ttl_seconds=4,
+        on_change=noop,
+    )
+    membership.members = frozenset({"members.a", "members.b"})
+    assert membership._tolerate_misses({"members.a"}) == {"members.a", "members.b"}
+    assert membership._tolerate_misses({"members.a", "members.b"}) == {"members.a", "members.b"}
+    membership.members = frozenset({"members.a", "members.b"})
+    kept = membership._tolerate_misses({"members.a"})
+    membership.members = frozenset(kept)
+    assert membership._tolerate_misses({"members.a"}) == {"members.a"}
