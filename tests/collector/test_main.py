@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
+import time
 from pathlib import Path
+
+import aiohttp
 
 from shared.bus import Bus
 from shared.config import BusConfig
-from shared.schemas import MetricPush
+from shared.natsserver import free_port
+from shared.schemas import MetricPush, MetricSnapshot, ReplicaStatus, TargetStatus
 
 from .conftest import SnapshotListener
 
@@ -58,3 +63,57 @@ async def test_an_invalid_config_stops_start_up_naming_file_field_and_reason(tmp
     assert process.returncode == 2
     message = stderr.decode()
     assert str(config) in message and "targets[0].sources[0]" in message and "needs `discover: true`" in message
+
+
+async def test_the_demo_config_measures_a_real_demo_workload_replica_per_pod(
+    bus: Bus, bus_config: BusConfig, snapshots: SnapshotListener
+) -> None:
+    """The `make run` path: a demo workload replica announced in TargetStatus is scraped into a per-pod
+    request rate, and its process into per-pod cpu and memory."""
+    port = free_port()
+    replica = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "scalebus.demo.workload", "--port", str(port), "--service-time", "0.01", cwd=REPO
+    )
+    collector = await start_collector(REPO / "deploy/local/collector.yaml", bus_config.url)
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+
+        async def announce_and_load() -> None:
+            async with aiohttp.ClientSession() as http:
+                for _ in range(300):  # bounded: at most ~30 s of 10 requests per second
+                    status = TargetStatus(
+                        target="web",
+                        backend="local",
+                        spec_replicas=1,
+                        current_replicas=1,
+                        ready_replicas=1,
+                        observed_at=time.time(),
+                        replicas=(ReplicaStatus(name="web-0", endpoint=endpoint, pid=replica.pid, ready=True),),
+                    )
+                    await bus.publish(bus.subjects.status("web"), status)
+                    with contextlib.suppress(aiohttp.ClientError):
+                        async with http.get(endpoint + "/") as response:
+                            await response.read()
+                    await asyncio.sleep(0.1)
+
+        load = asyncio.create_task(announce_and_load())
+
+        def measured(snapshot: MetricSnapshot) -> bool:
+            names = {s.name for s in snapshot.samples if s.quality == "ok" and s.labels.get("pod") == "web-0"}
+            return {"demo_requests_per_second", "cpu", "memory"} <= names
+
+        try:
+            snapshot = await snapshots.wait_for(measured, within=30.0)
+        finally:
+            load.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await load
+        by_name = {s.name: s for s in snapshot.samples if s.labels.get("pod") == "web-0"}
+        assert by_name["demo_requests_per_second"].value > 0
+        assert by_name["memory"].value > 1_000_000 and by_name["memory"].unit == "bytes"
+        assert by_name["cpu"].unit == "cores"
+    finally:
+        collector.send_signal(signal.SIGTERM)
+        replica.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(collector.wait(), timeout=15.0) == 0
+        await asyncio.wait_for(replica.wait(), timeout=15.0)
