@@ -208,6 +208,7 @@ class KafkaBroker:
         ]
 
     def start(self, within: float = 90.0) -> None:
+        """Format the storage and start the broker."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "log4j.properties").write_text(
             "log4j.rootLogger=INFO, file\n"
@@ -244,6 +245,16 @@ class KafkaBroker:
         )
         if formatted.returncode != 0:
             raise RuntimeError(f"kafka storage format failed: {formatted.stderr.decode(errors='replace')[-2000:]}")
+        self._launch(within)
+
+    def restart(self, within: float = 90.0) -> None:
+        """Stop and start again on the same ports, keeping the data (for failure tests)."""
+        self.stop()
+        self.log.write_text("")
+        self._launch(within)
+
+    def _launch(self, within: float) -> None:
+        properties = self.workdir / "server.properties"
         self._process = subprocess.Popen(
             self._java("kafka.Kafka", str(properties)),
             stdout=subprocess.DEVNULL,

@@ -187,3 +187,36 @@ async def test_lag_reaches_the_targets_snapshots(
         lambda s: any(x.name == "kafka_consumer_lag" and x.quality == "ok" for x in s.samples), within=20.0
     )
     assert [(s.value, s.labels) for s in snapshot.samples] == [(6.0, {"group": "d-billing"})]
+
+
+async def test_a_broker_outage_is_an_error_and_the_source_recovers_when_it_returns(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """Its own broker (this test stops it): lag, then a bounded failure, then lag again with fresh clients."""
+    try:
+        broker = KafkaBroker(tmp_path / "kafka")
+    except ServerUnavailable as exc:
+        pytest.skip(str(exc))
+    await asyncio.to_thread(broker.start)
+    try:
+        await seed(broker.bootstrap, "e")
+        source = lag_source(http, bootstrap_servers=broker.bootstrap, group="e-billing", timeout_seconds=3.0)
+        try:
+            assert values(await source.collect())["total"] == 6.0
+            await asyncio.to_thread(broker.stop)
+            with pytest.raises(SourceError, match="kafka"):
+                await asyncio.wait_for(source.collect(), timeout=30.0)
+            await asyncio.to_thread(broker.restart)
+            for _ in range(20):  # bounded: the restarted broker takes a moment to serve metadata
+                try:
+                    recovered = await asyncio.wait_for(source.collect(), timeout=30.0)
+                    break
+                except SourceError:
+                    await asyncio.sleep(0.5)
+            else:
+                raise AssertionError("the source did not recover after the broker came back")
+            assert values(recovered)["total"] == 6.0
+        finally:
+            await source.close()
+    finally:
+        await asyncio.to_thread(broker.stop)
