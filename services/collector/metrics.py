@@ -33,7 +33,7 @@ class CollectorMetrics:
         )
         self.pushed_samples = Counter(f"{prefix}_pushed_samples", "Pushed samples ingested", registry=registry)
         self.pushes_ignored = Counter(
-            f"{prefix}_pushes_ignored", "Pushed samples dropped by reason", ["reason"], registry=registry
+            f"{prefix}_pushes_ignored", "Pushed messages dropped, by reason", ["reason"], registry=registry
         )
         self.owned_targets = Gauge(f"{prefix}_owned_targets", "Targets this instance collects", registry=registry)
         self.members = Gauge(f"{prefix}_members", "Live collector instances seen", registry=registry)

@@ -68,6 +68,7 @@ class Collector:
         self._reconcile_lock = asyncio.Lock()
         self._http: aiohttp.ClientSession | None = None
         self._metrics_prefix = self._subjects.metrics("")
+        self._push_decoder = PushDecoder()
         self.membership: Membership | None = None
         if config.ownership.enabled:
             self.membership = Membership(
@@ -151,16 +152,25 @@ class Collector:
     async def _on_status(self, status: TargetStatus, _: Msg) -> None:
         self.replicas.update(status)
 
-    async def _on_push(self, pushes: list[PushedMetric], msg: Msg) -> None:
-        """One MetricPush, or a JSON array of them, for the subject's target."""
+    async def _on_push_message(self, msg: Msg) -> None:
+        """A pushed message: only the target's owner decodes it, ingests it, or dead-letters it."""
         target = msg.subject[len(self._metrics_prefix) :]
+        if not self.owns(target):
+            self.metrics.pushes_ignored.labels("not_owner").inc()
+            return
+        try:
+            await self._ingest(target, self._push_decoder.decode(msg.data))
+        except PermanentError as exc:  # includes MalformedMessage
+            await self._bus.dead_letter(msg.subject, msg.data, str(exc))
+        except Exception:
+            log.exception("ingesting a pushed metric failed", extra={"subject": msg.subject})
+
+    async def _ingest(self, target: str, pushes: list[PushedMetric]) -> None:
+        """One MetricPush, or a JSON array of them, for the subject's target."""
         for push in pushes:
             if push.target != target:
                 raise PermanentError(f"target {push.target!r} does not match the subject's target {target!r}")
         if not pushes:
-            return
-        if not self.owns(target):
-            self.metrics.pushes_ignored.labels("not_owner").inc(len(pushes))
             return
         state = self.states.get(target)
         if state is None:
@@ -239,8 +249,10 @@ class Collector:
             await self._bus.subscribe(self._subjects.status_all, MessageDecoder(TargetStatus), self._on_status)
         )
         if self._config.push.enabled:
+            # A raw subscription: ownership is checked on the subject before decoding, so with several
+            # collectors only the target's owner decodes a push (and dead-letters it if malformed).
             self._subscriptions.append(
-                await self._bus.subscribe(self._subjects.metrics_all, PushDecoder(), self._on_push)
+                await self._bus.nc.subscribe(self._subjects.metrics_all, cb=self._on_push_message)
             )
         if self.membership is not None:
             await self.membership.start()

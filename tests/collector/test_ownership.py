@@ -172,3 +172,25 @@ def test_a_member_missing_from_one_listing_is_kept_and_dropped_after_two() -> No
     kept = membership._tolerate_misses({"members.a"})
     membership.members = frozenset(kept)
     assert membership._tolerate_misses({"members.a"}) == {"members.a"}
+
+
+async def test_a_malformed_push_is_dead_lettered_once_by_the_owner_not_by_every_collector(
+    bus: Bus, collector_factory: CollectorFactory
+) -> None:
+    letters: list[bytes] = []
+
+    async def on_letter(msg: object) -> None:
+        letters.append(msg.data)  # type: ignore[attr-defined]
+
+    await bus.nc.subscribe(bus.subjects.dead_letter("collector"), cb=on_letter)
+    config = config_from({"ownership": OWNERSHIP})
+    first = await collector_factory(config, instance="collector-a")
+    second = await collector_factory(config, instance="collector-b")
+    both = {first.membership.key, second.membership.key}  # type: ignore[union-attr]
+    await wait_until(lambda: first.membership.members == both == second.membership.members, 5.0)  # type: ignore[union-attr]
+    for number in range(6):
+        await bus.nc.publish(bus.subjects.metrics(f"queue-{number}"), b'{"name": "depth"}')
+    await bus.nc.flush()
+    await wait_until(lambda: len(letters) >= 6, 5.0)
+    await asyncio.sleep(0.3)  # a duplicate would arrive within this
+    assert len(letters) == 6
