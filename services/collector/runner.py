@@ -48,6 +48,8 @@ class SourceRunner:
         self._metrics = metrics
         self._quality = SourceQuality(source.name, source.metric_names, config.max_stale_seconds)
         self._task: asyncio.Task[None] | None = None
+        self._failing_with = ""
+        """The error of the ongoing failure (logged once when it starts or changes, not every interval)."""
 
     @property
     def source(self) -> Source:
@@ -74,6 +76,9 @@ class SourceRunner:
                 log.debug("collection failed", extra={"target": self._target, "source": self.name, "error": error})
                 continue
             self._observe(started, "ok")
+            if self._failing_with:
+                log.info("source recovered", extra={"target": self._target, "source": self.name})
+                self._failing_with = ""
             samples = self._quality.on_success(raw, self._clock.now())
             errors = sum(1 for sample in samples if sample.quality != "ok")
             if errors:
@@ -81,10 +86,12 @@ class SourceRunner:
             return samples
         self._observe(started, "error")
         self._metrics.source_errors.labels(self._target, self.name, "collection").inc()
-        log.warning(
-            "source failed",
-            extra={"target": self._target, "source": self.name, "error": error, "attempts": retry.attempts},
-        )
+        if error != self._failing_with:
+            log.warning(
+                "source failed",
+                extra={"target": self._target, "source": self.name, "error": error, "attempts": retry.attempts},
+            )
+            self._failing_with = error
         return self._quality.on_failure(error, self._clock.now())
 
     def _observe(self, started: float, outcome: str) -> None:

@@ -8,8 +8,10 @@ against real servers).
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import msgspec
+import pytest
 from prometheus_client import CollectorRegistry
 
 from services.collector.config import ProcessSourceConfig
@@ -137,3 +139,12 @@ async def test_per_sample_errors_are_counted_without_failing_the_collection() ->
     assert [(s.labels["pod"], s.quality) for s in samples] == [("a", "ok"), ("b", "error")]
     assert metrics.source_errors.labels("web", "half", "sample")._value.get() == 1
     assert metrics.collections.labels("web", "half", "ok")._value.get() == 1
+
+
+async def test_an_ongoing_failure_is_logged_once_and_the_recovery_once(caplog: pytest.LogCaptureFixture) -> None:
+    source = FlakySource(failures=3)
+    runner, _, _ = runner_for(source)
+    with caplog.at_level(logging.INFO, logger="services.collector.runner"):
+        for _ in range(4):
+            await runner.collect_once()
+    assert [record.getMessage() for record in caplog.records] == ["source failed", "source recovered"]
