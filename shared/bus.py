@@ -30,6 +30,7 @@ from shared.config import BusConfig
 from shared.errors import MalformedMessage, PermanentError, RetryableError
 from shared.schemas import DeadLetter
 from shared.subjects import Subjects
+from shared.tasks import cancel_and_wait
 from shared.telemetry import BusMetrics
 
 log = logging.getLogger(__name__)
@@ -302,10 +303,7 @@ class Bus:
         for sub in list(self._pull_subscriptions):
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(cancel_and_wait(task) for task in list(self._tasks)))
         if self.nc.is_closed:
             return
         try:

@@ -33,6 +33,7 @@ from services.actuator.status import StatusPublisher
 from shared.codec import MessageDecoder
 from shared.lifecycle import Runtime
 from shared.schemas import Alert, ExecutionResult, TargetStatus
+from shared.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -167,9 +168,7 @@ class ActuatorService:
                 log.warning("decision consumer did not finish in time")
             except Exception:
                 log.exception("decision consumer failed")
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(cancel_and_wait(task) for task in self._tasks))
         self._tasks.clear()
         if self.leases is not None:
             await self.leases.release_all()

@@ -24,7 +24,7 @@ from nats.js.api import KeyValueConfig
 from nats.js.errors import BucketNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 
-from services.collector.tasks import cancel_and_wait
+from shared.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

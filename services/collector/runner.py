@@ -17,9 +17,9 @@ from services.collector.metrics import CollectorMetrics
 from services.collector.quality import SourceQuality
 from services.collector.samples import describe_error
 from services.collector.sources.base import Source
-from services.collector.tasks import cancel_and_wait
 from shared.clock import Clock
 from shared.schemas import MetricSample
+from shared.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

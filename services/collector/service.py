@@ -28,12 +28,12 @@ from services.collector.runner import SampleSink, SourceRunner
 from services.collector.sources import build_source
 from services.collector.sources.base import SourceContext
 from services.collector.target import PushLimitExceeded, TargetState
-from services.collector.tasks import cancel_and_wait
 from shared.bus import Bus
 from shared.clock import Clock
 from shared.codec import MessageDecoder
 from shared.errors import PermanentError
 from shared.schemas import MetricSample, TargetStatus
+from shared.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

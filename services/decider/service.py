@@ -28,6 +28,7 @@ from shared.clock import Clock
 from shared.codec import MessageDecoder
 from shared.errors import PermanentError
 from shared.schemas import Alert, DeciderControl, Decision, DecisionBatch, MetricSnapshot, TargetStatus
+from shared.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +107,7 @@ class Decider:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
         self._subscriptions.clear()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(cancel_and_wait(task) for task in self._tasks))
         self._tasks.clear()
         async with self._lock:
             await self._persist(force=True)
