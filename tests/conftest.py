@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
 from shared.bus import Bus
 from shared.config import BusConfig
+from shared.lifecycle import NATS_URL_ENV
 from shared.natsserver import NatsServer
 
 
@@ -31,3 +35,42 @@ async def bus(bus_config: BusConfig) -> AsyncIterator[Bus]:
     await connected.ensure_core_streams()
     yield connected
     await connected.close()
+
+
+REPO = Path(__file__).resolve().parents[1]
+ServiceStarter = Callable[..., Awaitable[asyncio.subprocess.Process]]
+
+
+@pytest.fixture
+async def start_service() -> AsyncIterator[ServiceStarter]:
+    """Start a service as `make run` does: ``python -m services.<name>.main --config FILE`` with the NATS URL in
+    the environment. Stdout and stderr are pipes unless given; processes still running at teardown are killed."""
+    started: list[asyncio.subprocess.Process] = []
+
+    async def start(
+        name: str,
+        config: Path,
+        nats_url: str,
+        *,
+        stdout: int = asyncio.subprocess.PIPE,
+        stderr: int = asyncio.subprocess.PIPE,
+    ) -> asyncio.subprocess.Process:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            f"services.{name}.main",
+            "--config",
+            str(config),
+            cwd=REPO,
+            env={**os.environ, NATS_URL_ENV: nats_url},
+            stdout=stdout,
+            stderr=stderr,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
