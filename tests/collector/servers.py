@@ -1,7 +1,8 @@
 """Real third-party servers for the collector's source tests: Prometheus and Kafka.
 
 Each is found where ``scripts/test-deps/*.sh`` (run by ``make test-deps``) put it; when it cannot
-be found the test is skipped with the reason, never passed.  Servers bind to free 127.0.0.1
+be found the test is skipped with the reason, never passed (with ``SCALEBUS_REQUIRE_TEST_DEPS=1``,
+for CI that must run them, it fails instead).  Servers bind to free 127.0.0.1
 ports, keep their data in the test's tmp_path, and are stopped (process group) at the end.
 """
 
@@ -21,6 +22,9 @@ import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import NoReturn
+
+import pytest
 
 from shared.natsserver import free_port
 
@@ -29,6 +33,13 @@ CACHE = Path(os.environ.get("SCALEBUS_TEST_DEPS_CACHE", Path.home() / ".cache" /
 
 class ServerUnavailable(Exception):
     """The server's binary or jars are not installed; the message says how to get them."""
+
+
+def skip_unavailable(exc: ServerUnavailable) -> NoReturn:
+    """Skip the test with the reason, or fail it when the environment requires the real servers."""
+    if os.environ.get("SCALEBUS_REQUIRE_TEST_DEPS") == "1":
+        pytest.fail(f"{exc} (SCALEBUS_REQUIRE_TEST_DEPS=1)")
+    pytest.skip(str(exc))
 
 
 def _tail(path: Path, lines: int = 15) -> str:

@@ -24,7 +24,7 @@ from shared.clock import ManualClock
 from shared.natsserver import free_port
 
 from .conftest import CollectorFactory, SnapshotListener, config_from
-from .servers import KafkaBroker, ServerUnavailable
+from .servers import KafkaBroker, ServerUnavailable, skip_unavailable
 
 pytestmark = pytest.mark.kafka
 
@@ -42,7 +42,7 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
     try:
         broker = KafkaBroker(tmp_path_factory.mktemp("kafka"))
     except ServerUnavailable as exc:
-        pytest.skip(str(exc))
+        skip_unavailable(exc)
     broker.start()
     yield broker
     broker.stop()
@@ -196,7 +196,7 @@ async def test_a_broker_outage_is_an_error_and_the_source_recovers_when_it_retur
     try:
         broker = KafkaBroker(tmp_path / "kafka")
     except ServerUnavailable as exc:
-        pytest.skip(str(exc))
+        skip_unavailable(exc)
     await asyncio.to_thread(broker.start)
     try:
         await seed(broker.bootstrap, "e")

@@ -22,7 +22,7 @@ from shared.natsserver import free_port
 from shared.schemas import MetricSample
 
 from .conftest import CollectorFactory, SnapshotListener, config_from
-from .servers import ExpositionServer, PrometheusServer, ServerUnavailable, find_prometheus
+from .servers import ExpositionServer, PrometheusServer, ServerUnavailable, find_prometheus, skip_unavailable
 
 pytestmark = pytest.mark.prometheus
 
@@ -41,7 +41,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusS
     try:
         find_prometheus()
     except ServerUnavailable as exc:
-        pytest.skip(str(exc))
+        skip_unavailable(exc)
     exporter = ExpositionServer(EXPOSITION)
     exporter.start()
     server = PrometheusServer(tmp_path_factory.mktemp("prometheus"), [exporter.address])
