@@ -1,9 +1,11 @@
 """The decision pipeline: every decision ends in exactly one ExecutionResult.
 
-For each decision, in order: validate (known target, sane replica count) -> not stale -> not a
-duplicate -> lease held -> claimed (idempotency) -> breaker lets it through -> not superseded ->
-read the backend -> plan within bounds and step -> rate limit -> (dry-run stops here) -> scale,
-with retries for transient errors.  The outcome is recorded under the decision id and published.
+For each decision, in order: not a duplicate (its id already recorded) -> valid (known target,
+sane replica count) and not stale -> lease held -> claimed (idempotency) -> breaker lets it through
+-> not superseded -> read the backend -> plan within bounds and step -> rate limit -> (dry-run stops
+here) -> scale, with retries for transient errors.  Every outcome but a duplicate, a skip included,
+is claimed and recorded under the decision id and published once.  A decision whose target's lease
+is held elsewhere is put back for redelivery, except on its last delivery, where it is skipped.
 """
 
 from __future__ import annotations
@@ -95,18 +97,21 @@ class Executor:
 
     # -- batches ------------------------------------------------------------------------------
 
-    async def handle_batch(self, batch: IncomingBatch) -> list[ExecutionResult]:
+    async def handle_batch(self, batch: IncomingBatch, *, last_delivery: bool = False) -> list[ExecutionResult]:
         """Execute a batch; decisions for different targets run concurrently, one target's in order.
 
         Raises RetryableError when a target's lease is held elsewhere, after everything else in
-        the batch has been handled (its redelivery finds those decisions already recorded).
+        the batch has been handled (its redelivery finds those decisions already recorded).  On the
+        batch's ``last_delivery`` there is no redelivery to wait for: such a decision is skipped
+        (LeaseHeldElsewhere) so that it still ends with a result.
         """
         by_target: dict[str, list[IncomingDecision]] = {}
         for decision in batch.decisions:
             by_target.setdefault(decision.target, []).append(decision)
         self._metrics.pending.inc(len(batch.decisions))
         gathered = await asyncio.gather(
-            *(self._run_target(decisions) for decisions in by_target.values()), return_exceptions=True
+            *(self._run_target(decisions, last_delivery) for decisions in by_target.values()),
+            return_exceptions=True,
         )
         errors = [item for item in gathered if isinstance(item, BaseException)]
         outcomes = [item for item in gathered if not isinstance(item, BaseException)]
@@ -121,11 +126,13 @@ class Executor:
             raise RetryableError(f"lease busy: {held}", delay=self._config.consumer.lease_busy_delay_seconds)
         return results
 
-    async def _run_target(self, decisions: list[IncomingDecision]) -> list[ExecutionResult | LeaseBusy]:
+    async def _run_target(
+        self, decisions: list[IncomingDecision], last_delivery: bool
+    ) -> list[ExecutionResult | LeaseBusy]:
         outcomes: list[ExecutionResult | LeaseBusy] = []
         try:
             for decision in decisions:
-                outcomes.append(await self.execute(decision))
+                outcomes.append(await self.execute(decision, last_delivery=last_delivery))
                 self._metrics.pending.dec()
         finally:
             self._metrics.pending.dec(len(decisions) - len(outcomes))
@@ -133,17 +140,26 @@ class Executor:
 
     # -- one decision -------------------------------------------------------------------------
 
-    async def execute(self, decision: IncomingDecision) -> ExecutionResult | LeaseBusy:
+    async def execute(self, decision: IncomingDecision, *, last_delivery: bool = False) -> ExecutionResult | LeaseBusy:
+        """Handle one decision: exactly one result per decision id, however often it is delivered.
+
+        A decision already recorded is a duplicate (its result is not published again).  Every other
+        outcome, a skip included, is claimed under the decision id first: the claim is atomic, so of an
+        instance acting and another one skipping the same decision only one gets to do either.
+        """
         started = time.monotonic()
+        if not decision.id:
+            invalid = self._skipped(decision, "InvalidDecision", "the decision has no id", started)
+            return await self._finish(decision, None, invalid, record=False)
+        existing = await self._idempotency.lookup(decision.id)
+        if existing is not None:
+            return await self._duplicate(decision, existing, started)
+
         runtime = self._targets.get(decision.target)
         rejection = self._reject(decision, runtime)
         if rejection is not None or runtime is None:
             code, reason = rejection or ("UnknownTarget", "")
-            return await self._finish(decision, None, self._skipped(decision, code, reason, started), record=False)
-
-        existing = await self._idempotency.lookup(decision.id)
-        if existing is not None:
-            return await self._duplicate(decision, existing, started)
+            return await self._skip_once(decision, code, reason, started)
 
         async with runtime.lock:
             if self._leases is not None and not self._dry_run:
@@ -151,6 +167,10 @@ class Executor:
                 if not outcome.acquired:
                     self._metrics.lease_busy.labels(decision.target).inc()
                     log.info("lease held elsewhere", extra={"target": decision.target, "holder": outcome.holder})
+                    if last_delivery:
+                        holder = outcome.holder or "another instance"
+                        reason = f"{holder} holds the lease of {decision.target} and this was the last delivery"
+                        return await self._skip_once(decision, "LeaseHeldElsewhere", reason, started)
                     return LeaseBusy(target=decision.target, holder=outcome.holder)
             claim = await self._idempotency.claim(decision.id, actuator=self._instance, at=self._clock.now())
             if isinstance(claim, AppliedRecord):
@@ -166,11 +186,16 @@ class Executor:
                 self._metrics.in_flight.dec()
             return await self._finish(decision, claim, result, record=True)
 
+    async def _skip_once(self, decision: IncomingDecision, code: str, reason: str, started: float) -> ExecutionResult:
+        """Skip a decision under a claim, so a redelivery (or another instance) finds it recorded."""
+        claim = await self._idempotency.claim(decision.id, actuator=self._instance, at=self._clock.now())
+        if isinstance(claim, AppliedRecord):
+            return await self._duplicate(decision, claim, started)
+        return await self._finish(decision, claim, self._skipped(decision, code, reason, started), record=True)
+
     def _reject(self, decision: IncomingDecision, runtime: TargetRuntime | None) -> tuple[str, str] | None:
         """Bad input is skipped with a reason, never executed."""
         safety = self._config.safety
-        if not decision.id:
-            return "InvalidDecision", "the decision has no id"
         if runtime is None:
             known = ", ".join(sorted(self._targets)) or "none"
             return "UnknownTarget", f"target {decision.target!r} is not configured in this actuator (known: {known})"

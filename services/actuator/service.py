@@ -11,6 +11,8 @@ import uuid
 from pathlib import Path
 from typing import Protocol
 
+from nats.aio.msg import Msg
+from nats.errors import NotJSMessageError
 from nats.js.errors import NotFoundError
 
 from services.actuator.backends.base import Backend
@@ -63,6 +65,7 @@ class ActuatorService:
         self._kubernetes: _Closable | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._consumer: asyncio.Task[None] | None = None
         self._decoder: MessageDecoder[IncomingBatch] = MessageDecoder(IncomingBatch)
 
     async def start(self) -> None:
@@ -160,7 +163,7 @@ class ActuatorService:
     async def stop(self) -> None:
         """Stop fetching, finish the batch in flight, release leases, stop every replica we started."""
         self._stop.set()
-        consumer = getattr(self, "_consumer", None)
+        consumer = self._consumer
         if consumer is not None:
             try:
                 await asyncio.wait_for(consumer, timeout=self._config.service.shutdown_deadline_seconds / 2)
@@ -193,9 +196,17 @@ class ActuatorService:
             return KubernetesBackend(target.name, backend, self._kubernetes, clock=self._clock)
         raise TypeError(f"unsupported backend {type(backend).__name__}")
 
-    async def _on_batch(self, batch: IncomingBatch, _msg: object) -> None:
+    async def _on_batch(self, batch: IncomingBatch, msg: Msg) -> None:
         assert self.executor is not None
-        await self.executor.handle_batch(batch)
+        await self.executor.handle_batch(batch, last_delivery=self._last_delivery(msg))
+
+    def _last_delivery(self, msg: Msg) -> bool:
+        """True when JetStream will not deliver this message again if it is put back."""
+        try:
+            delivered = msg.metadata.num_delivered
+        except NotJSMessageError:  # not from a JetStream consumer: nothing is redelivered anyway
+            return False
+        return delivered >= self._config.consumer.max_deliver
 
     async def _renew_leases(self) -> None:
         assert self.leases is not None

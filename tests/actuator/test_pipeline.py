@@ -391,5 +391,83 @@ async def test_a_batch_interrupted_by_a_bus_failure_is_redelivered_and_nothing_r
 
     results = await actuator.executor.handle_batch(batch)  # the redelivery
     assert [r.status for r in results] == ["applied"]
-    await actuator.executor.handle_batch(batch)  # and a duplicate of it
+    clock.advance(10.0)  # past the rate limit: only idempotency keeps the duplicate out
+    assert await actuator.executor.handle_batch(batch) == results  # and a duplicate of it
     assert actuator.backend.scale_calls == [3]
+    assert actuator.results == results
+
+
+def web_batch(clock: ManualClock, desired: int = 3) -> IncomingBatch:
+    return IncomingBatch(
+        batch_id=uuid.uuid4().hex,
+        decisions=(
+            IncomingDecision(
+                id=uuid.uuid4().hex, target="web", current_replicas=1, desired_replicas=desired, decided_at=clock.now()
+            ),
+        ),
+    )
+
+
+async def test_on_its_last_delivery_a_decision_for_a_target_leased_elsewhere_is_skipped_once_and_never_acted_on(
+    make_actuator: Callable[..., Awaitable[Actuator]], clock: ManualClock
+) -> None:
+    """Put back while another instance holds the lease, the decision would otherwise run out of deliveries without
+    a result.  The skip is claimed under the decision id, so the lease holder later finds it recorded: one result,
+    and no instance both skips and acts."""
+    holder = await make_actuator("actuator-1")
+    bystander = await make_actuator("actuator-2")
+    assert (await holder.leases.acquire("web")).acquired
+    batch = web_batch(clock)
+
+    with pytest.raises(RetryableError, match="lease busy"):
+        await bystander.executor.handle_batch(batch)
+    assert bystander.results == []
+
+    [skipped] = await bystander.executor.handle_batch(batch, last_delivery=True)
+    assert skipped.status == "skipped" and skipped.reason.startswith("LeaseHeldElsewhere: actuator-1 holds the lease")
+    assert bystander.results == [skipped]
+
+    [recorded] = await holder.executor.handle_batch(batch)  # the holder's own delivery of the same decision
+    assert recorded == skipped
+    assert holder.backend.scale_calls == [] and holder.results == []
+    assert bystander.backend.scale_calls == []
+
+
+async def test_a_last_delivery_of_a_decision_the_lease_holder_already_applied_publishes_nothing(
+    make_actuator: Callable[..., Awaitable[Actuator]], clock: ManualClock
+) -> None:
+    holder = await make_actuator("actuator-1")
+    bystander = await make_actuator("actuator-2")
+    batch = web_batch(clock)
+    [result] = await holder.executor.handle_batch(batch)
+    assert result.status == "applied"
+
+    assert await bystander.executor.handle_batch(batch, last_delivery=True) == [result]
+    assert bystander.results == [] and bystander.backend.scale_calls == []
+    assert holder.results == [result]
+
+
+async def test_a_decision_redelivered_after_it_became_stale_keeps_its_one_result(
+    make_actuator: Callable[..., Awaitable[Actuator]], clock: ManualClock
+) -> None:
+    """An unacknowledged batch comes back after ack_wait, possibly later than the staleness limit: the decision's
+    recorded outcome stands, no second (StaleDecision) result is published."""
+    actuator = await make_actuator()
+    batch = web_batch(clock)
+    [first] = await actuator.executor.handle_batch(batch)
+    clock.advance(120.0)
+    assert await actuator.executor.handle_batch(batch) == [first]
+    assert actuator.results == [first] and first.status == "applied"
+
+
+async def test_a_rejected_decision_delivered_again_gets_no_second_result(
+    make_actuator: Callable[..., Awaitable[Actuator]], clock: ManualClock
+) -> None:
+    actuator = await make_actuator()
+    unknown = IncomingDecision(
+        id=uuid.uuid4().hex, target="nosuch", current_replicas=1, desired_replicas=2, decided_at=clock.now()
+    )
+    first = applied(await actuator.executor.execute(unknown))
+    again = applied(await actuator.executor.execute(unknown))
+    assert first.reason.startswith("UnknownTarget:") and again == first
+    assert actuator.results == [first]

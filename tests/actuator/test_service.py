@@ -13,7 +13,10 @@ import pytest
 from nats.js.errors import NotFoundError
 from prometheus_client import generate_latest
 
+from services.actuator.kv import open_bucket
+from services.actuator.lease import LeaseManager
 from shared.bus import Bus
+from shared.clock import SystemClock
 from shared.schemas import DeadLetter, Decision, DecisionBatch, ExecutionResult, TargetStatus
 
 Eventually = Callable[..., Awaitable[None]]
@@ -277,13 +280,16 @@ async def test_two_actuator_instances_on_one_target_never_both_act(
         await publish_batch(bus, item)
         await eventually(lambda item=item: len(results_for(results, item.id)) >= 1, within=15.0)
 
-    await eventually(
-        lambda: (
-            second.metrics.lease_busy.labels("web")._value.get() + first.metrics.lease_busy.labels("web")._value.get()
-            >= 3
-        ),
-        within=15.0,
-    )
+    def handled_everything(service: Any) -> bool:
+        """Every decision reached its end on this instance too: applied here, or found recorded (duplicate)."""
+        metrics = service.metrics
+        done = metrics.skips.labels("web", "Duplicate")._value.get()
+        done += sum(
+            metrics.actuations.labels("web", action, "applied")._value.get() for action in ("scale_up", "scale_down")
+        )
+        return bool(done == len(wanted))
+
+    await eventually(lambda: handled_everything(first) and handled_everything(second), within=15.0)
     spec = [(await s.targets["web"].backend.read()).spec_replicas for s in (first, second)]
     applied_by = {r.actuator for r in results.messages if r.status == "applied"}
     assert len(applied_by) == 1, f"only one instance may act, got {applied_by}"
@@ -291,3 +297,30 @@ async def test_two_actuator_instances_on_one_target_never_both_act(
     assert (await actor.targets["web"].backend.read()).spec_replicas == 4
     assert (await bystander.targets["web"].backend.read()).spec_replicas == 1, spec
     assert all(len(results_for(results, item.id)) == 1 for item in wanted)
+
+
+async def test_a_decision_put_back_until_its_last_delivery_because_of_a_foreign_lease_ends_with_one_skipped_result(
+    bus: Bus, actuators: Any, listen: Any, replica_command: Callable[..., list[str]], eventually: Eventually
+) -> None:
+    """Another instance (here: the test) holds the target's lease throughout, so the actuator puts the batch back;
+    on the consumer's last delivery it skips the decision instead, and that skip stands when the lease frees."""
+    leases = await open_bucket(bus.js, bus.subjects.bucket_name("actuator_leases"))
+    foreign = LeaseManager(leases, holder="actuator-elsewhere", ttl=60.0, clock=SystemClock())
+    assert (await foreign.acquire("web")).acquired
+    results = await listen(bus.subjects.results_all, ExecutionResult)
+    consumer = {"max_deliver": 3, "lease_busy_delay_seconds": 0.1}
+    service = await actuators.start(actuator_config(replica_command(), consumer=consumer))
+    wanted = decision(3)
+    await publish_batch(bus, wanted)
+
+    await eventually(lambda: len(results_for(results, wanted.id)) == 1, within=15.0)
+    [result] = results_for(results, wanted.id)
+    assert result.status == "skipped"
+    assert result.reason.startswith("LeaseHeldElsewhere: actuator-elsewhere holds the lease of web")
+    assert service.metrics.lease_busy.labels("web")._value.get() == 3, "put back twice, skipped on delivery 3"
+
+    await foreign.release("web")
+    await publish_batch(bus, wanted)  # the same decision again, now that the lease is free
+    await eventually(lambda: service.metrics.skips.labels("web", "Duplicate")._value.get() == 1, within=15.0)
+    assert (await service.targets["web"].backend.read()).spec_replicas == 1, "a skipped decision never acts later"
+    assert len(results_for(results, wanted.id)) == 1
