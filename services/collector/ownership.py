@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 MEMBER_PREFIX = "members."
 MISSES_TO_LEAVE = 2
 """A member absent from this many key listings in a row is gone (its key expired or was deleted)."""
+OWNED_CACHE_LIMIT = 100_000
+"""Targets whose ownership is remembered at most (pushes can name any target)."""
 _UNSAFE_KEY_CHARS = re.compile(r"[^-/_=.a-zA-Z0-9]")
 
 
@@ -80,6 +82,9 @@ class Membership:
         self._task: asyncio.Task[None] | None = None
         self.members: frozenset[str] = frozenset({self.key})
         self._misses: dict[str, int] = {}
+        self._owned: dict[str, bool] = {}
+        self._owned_for = self.members
+        """The members `_owned` was computed for."""
 
     def _tolerate_misses(self, listed: set[str]) -> set[str]:
         """Listed members, plus known ones missing from fewer than ``MISSES_TO_LEAVE`` listings in a row.
@@ -97,7 +102,14 @@ class Membership:
         return listed | kept
 
     def owns(self, target: str) -> bool:
-        return owner_of(target, self.members) == self.key
+        """Whether this instance owns ``target``; remembered until the members change (every push asks)."""
+        if self._owned_for is not self.members or len(self._owned) >= OWNED_CACHE_LIMIT:
+            self._owned = {}
+            self._owned_for = self.members
+        owned = self._owned.get(target)
+        if owned is None:
+            owned = self._owned[target] = owner_of(target, self.members) == self.key
+        return owned
 
     async def _bucket_handle(self) -> KeyValue:
         try:

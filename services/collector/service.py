@@ -58,6 +58,7 @@ class Collector:
         self._clock = clock
         self._config_dir = config_dir
         self.metrics = CollectorMetrics(registry)
+        self._ignored_not_owner = self.metrics.pushes_ignored.labels("not_owner")
         self._target_configs: dict[str, TargetConfig] = {target.name: target for target in config.targets}
         self.replicas = ReplicaDirectory()
         self.states: dict[str, TargetState] = {}
@@ -156,7 +157,7 @@ class Collector:
         """A pushed message: only the target's owner decodes it, ingests it, or dead-letters it."""
         target = msg.subject[len(self._metrics_prefix) :]
         if not self.owns(target):
-            self.metrics.pushes_ignored.labels("not_owner").inc()
+            self._ignored_not_owner.inc()
             return
         try:
             await self._ingest(target, self._push_decoder.decode(msg.data))

@@ -194,3 +194,24 @@ async def test_a_malformed_push_is_dead_lettered_once_by_the_owner_not_by_every_
     await wait_until(lambda: len(letters) >= 6, 5.0)
     await asyncio.sleep(0.3)  # a duplicate would arrive within this
     assert len(letters) == 6
+
+
+def test_ownership_follows_a_change_of_members_although_it_is_remembered_per_target() -> None:
+    """`owns` is asked for every push, so it is remembered; a new member view must replace it at once."""
+    membership = Membership(
+        None,  # type: ignore[arg-type]  # no bucket is touched here
+        bucket="b",
+        instance="a",
+        heartbeat_seconds=1,
+        member_ttl_seconds=4,
+        on_change=noop,
+    )
+    targets = [f"target-{n}" for n in range(40)]
+    membership.members = frozenset({"members.a", "members.b"})
+    shared = {target for target in targets if membership.owns(target)}
+    assert shared == {target for target in targets if owner_of(target, membership.members) == "members.a"}
+    assert 0 < len(shared) < len(targets)
+    membership.members = frozenset({"members.a"})
+    assert all(membership.owns(target) for target in targets)
+    membership.members = frozenset({"members.a", "members.b"})
+    assert {target for target in targets if membership.owns(target)} == shared
