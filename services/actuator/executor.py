@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+_UNRECORDED_LIMIT = 1024
+
 Action = Literal["scale_up", "scale_down", "none"]
 PublishResult = Callable[[ExecutionResult], Awaitable[None]]
 PublishAlert = Callable[[Alert], Awaitable[None]]
@@ -55,7 +57,7 @@ class TargetRuntime:
 
 
 class LeaseBusy(msgspec.Struct, frozen=True, kw_only=True):
-    """Another instance holds the target's lease: the decision must come back later."""
+    """Another instance holds the target's lease, or the decision itself: it must come back later."""
 
     target: str
     holder: str
@@ -94,6 +96,8 @@ class Executor:
         self._rng = rng or random.Random()
         self._rate = ChangeRateLimiter(clock)
         self._dry_run = config.dry_run
+        self._unrecorded: dict[str, ExecutionResult] = {}
+        """Results published but not recorded (the KV write failed): recorded when the decision comes back."""
 
     # -- batches ------------------------------------------------------------------------------
 
@@ -153,13 +157,13 @@ class Executor:
             return await self._finish(decision, None, invalid, record=False)
         existing = await self._idempotency.lookup(decision.id)
         if existing is not None:
-            return await self._duplicate(decision, existing, started)
+            return await self._recorded(decision, existing, started, last_delivery)
 
         runtime = self._targets.get(decision.target)
         rejection = self._reject(decision, runtime)
         if rejection is not None or runtime is None:
             code, reason = rejection or ("UnknownTarget", "")
-            return await self._skip_once(decision, code, reason, started)
+            return await self._skip_once(decision, code, reason, started, last_delivery)
 
         async with runtime.lock:
             if self._leases is not None and not self._dry_run:
@@ -170,11 +174,11 @@ class Executor:
                     if last_delivery:
                         holder = outcome.holder or "another instance"
                         reason = f"{holder} holds the lease of {decision.target} and this was the last delivery"
-                        return await self._skip_once(decision, "LeaseHeldElsewhere", reason, started)
+                        return await self._skip_once(decision, "LeaseHeldElsewhere", reason, started, last_delivery)
                     return LeaseBusy(target=decision.target, holder=outcome.holder)
             claim = await self._idempotency.claim(decision.id, actuator=self._instance, at=self._clock.now())
             if isinstance(claim, AppliedRecord):
-                return await self._duplicate(decision, claim, started)
+                return await self._recorded(decision, claim, started, last_delivery)
             self._metrics.in_flight.inc()
             try:
                 result = await self._act(decision, runtime, started)
@@ -186,11 +190,13 @@ class Executor:
                 self._metrics.in_flight.dec()
             return await self._finish(decision, claim, result, record=True)
 
-    async def _skip_once(self, decision: IncomingDecision, code: str, reason: str, started: float) -> ExecutionResult:
+    async def _skip_once(
+        self, decision: IncomingDecision, code: str, reason: str, started: float, last_delivery: bool
+    ) -> ExecutionResult | LeaseBusy:
         """Skip a decision under a claim, so a redelivery (or another instance) finds it recorded."""
         claim = await self._idempotency.claim(decision.id, actuator=self._instance, at=self._clock.now())
         if isinstance(claim, AppliedRecord):
-            return await self._duplicate(decision, claim, started)
+            return await self._recorded(decision, claim, started, last_delivery)
         return await self._finish(decision, claim, self._skipped(decision, code, reason, started), record=True)
 
     def _reject(self, decision: IncomingDecision, runtime: TargetRuntime | None) -> tuple[str, str] | None:
@@ -391,25 +397,52 @@ class Executor:
 
     # -- results ------------------------------------------------------------------------------
 
-    async def _duplicate(self, decision: IncomingDecision, record: AppliedRecord, started: float) -> ExecutionResult:
-        """A decision seen before is never executed again.
+    async def _recorded(
+        self, decision: IncomingDecision, record: AppliedRecord, started: float, last_delivery: bool
+    ) -> ExecutionResult | LeaseBusy:
+        """A decision seen before is never executed again, and gets no second result.
 
-        Its result was published when it was executed, so nothing is published again (followers of the
-        results subject see one result per decision).  Only a decision whose executor died before
-        recording an outcome gets a result now, saying so.
+        Its result was published when it was handled, so nothing is published again (followers of the
+        results subject see one result per decision).  A decision only claimed so far is either still
+        being handled by its claimer (it comes back later) or was orphaned by a claimer that stopped
+        mid-way: that one is settled with a result saying so, once.
         """
         self._metrics.skips.labels(decision.target, "Duplicate").inc()
         log.info("duplicate decision ignored", extra={"decision_id": decision.id, "state": record.state})
         if record.result is not None:
             return record.result
-        result = self._skipped(
+        remembered = self._unrecorded.pop(decision.id, None)
+        if remembered is not None:  # handled and published here, but recording it failed: record it now
+            standing = await self._idempotency.settle(decision.id, self._record(decision, remembered))
+            return standing.result or remembered
+        if not await self._claimer_gone(decision, record):
+            if last_delivery:  # the claimer publishes the result when it is done
+                return self._skipped(decision, "Duplicate", f"being handled by {record.actuator}", started)
+            return LeaseBusy(target=decision.target, holder=record.actuator)
+        orphaned = self._skipped(
             decision,
             "Duplicate",
-            f"decision already claimed by {record.actuator} at {record.claimed_at:.3f} (outcome not recorded)",
+            f"decision claimed by {record.actuator} at {record.claimed_at:.3f}, which stopped before recording "
+            "an outcome: whether it acted is unknown",
             started,
         )
-        await self._publish(result)
-        return result
+        standing = await self._idempotency.settle(decision.id, self._record(decision, orphaned))
+        if standing.result == orphaned:
+            await self._publish(orphaned)
+        return standing.result or orphaned
+
+    async def _claimer_gone(self, decision: IncomingDecision, record: AppliedRecord) -> bool:
+        """A claim older than a lease's lifetime, on a target whose lease this instance can take, is orphaned."""
+        if self._clock.now() - record.claimed_at < self._config.safety.lease.ttl_seconds:
+            return False
+        if self._leases is None or self._dry_run or decision.target not in self._targets:
+            return True
+        return (await self._leases.acquire(decision.target)).acquired
+
+    def _record(self, decision: IncomingDecision, result: ExecutionResult) -> AppliedRecord:
+        return AppliedRecord(
+            decision_id=decision.id, state="done", actuator=self._instance, claimed_at=self._clock.now(), result=result
+        )
 
     async def _finish(
         self, decision: IncomingDecision, claim: Claimed | None, result: ExecutionResult, *, record: bool
@@ -419,17 +452,13 @@ class Executor:
         if result.status == "skipped":
             self._metrics.skips.labels(label, result.reason.split(":", 1)[0]).inc()
         if record and claim is not None:
-            done = AppliedRecord(
-                decision_id=decision.id,
-                state="done",
-                actuator=self._instance,
-                claimed_at=self._clock.now(),
-                result=result,
-            )
             try:
-                await self._idempotency.complete(decision.id, claim, done)
+                await self._idempotency.complete(decision.id, claim, self._record(decision, result))
             except Exception:
                 log.exception("could not record the decision outcome", extra={"decision_id": decision.id})
+                self._unrecorded[decision.id] = result
+                while len(self._unrecorded) > _UNRECORDED_LIMIT:
+                    self._unrecorded.pop(next(iter(self._unrecorded)))
         runtime = self._targets.get(decision.target)
         if runtime is not None:
             self._metrics.set_breaker_state(decision.target, runtime.breaker.state)

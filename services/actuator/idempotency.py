@@ -2,8 +2,8 @@
 
 A decision is *claimed* with a create-if-absent write before anything is done (an atomic
 compare-and-set: of two claims only one succeeds), then *completed* with its result.  A decision
-found claimed or completed is a duplicate: it is never executed again, and its stored result is
-published again (with the same message id, so the results stream keeps one copy).
+found claimed or completed is a duplicate: it is never executed again.  A claim whose claimer
+stopped before completing it is *settled* by another instance with a result saying so.
 """
 
 from __future__ import annotations
@@ -42,6 +42,10 @@ class IdempotencyStore(Protocol):
 
     async def complete(self, decision_id: str, claim: Claimed, record: AppliedRecord) -> None: ...
 
+    async def settle(self, decision_id: str, record: AppliedRecord) -> AppliedRecord:
+        """Record the outcome of a claim whose claimer did not; returns the record that stands (ours, or an
+        outcome recorded meanwhile)."""
+
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(AppliedRecord)
@@ -74,6 +78,24 @@ class KvIdempotencyStore:
     async def complete(self, decision_id: str, claim: Claimed, record: AppliedRecord) -> None:
         await self._kv.update(kv_key(decision_id), _encoder.encode(record), last=claim.revision)
 
+    async def settle(self, decision_id: str, record: AppliedRecord) -> AppliedRecord:
+        key = kv_key(decision_id)
+        try:
+            entry = await self._kv.get(key)
+        except KeyNotFoundError:
+            entry = None
+        current = _decoder.decode(entry.value) if entry is not None and entry.value else None
+        if current is not None and current.result is not None:
+            return current
+        try:
+            if entry is None:
+                await self._kv.create(key, _encoder.encode(record))
+            else:
+                await self._kv.update(key, _encoder.encode(record), last=entry.revision)
+        except KeyWrongLastSequenceError:  # someone else settled or completed it in between
+            return await self.lookup(decision_id) or record
+        return record
+
 
 class DryRunIdempotencyStore:
     """Dry-run changes nothing, the bucket included: it reads the bucket and remembers its own in memory."""
@@ -98,3 +120,10 @@ class DryRunIdempotencyStore:
 
     async def complete(self, decision_id: str, claim: Claimed, record: AppliedRecord) -> None:
         self._records[decision_id] = record
+
+    async def settle(self, decision_id: str, record: AppliedRecord) -> AppliedRecord:
+        current = await self.lookup(decision_id)
+        if current is not None and current.result is not None:
+            return current
+        self._records[decision_id] = record
+        return record

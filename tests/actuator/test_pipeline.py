@@ -471,3 +471,66 @@ async def test_a_rejected_decision_delivered_again_gets_no_second_result(
     again = applied(await actuator.executor.execute(unknown))
     assert first.reason.startswith("UnknownTarget:") and again == first
     assert actuator.results == [first]
+
+
+async def test_a_decision_claimed_by_an_instance_that_died_mid_way_is_put_back_then_settled_with_one_result(
+    bus: Bus, make_actuator: Callable[..., Awaitable[Actuator]], clock: ManualClock
+) -> None:
+    """The claimer may still be acting while it holds the target's lease (the decision comes back later); once its
+    lease has lapsed the claim is orphaned, and the decision ends with one result saying the outcome is unknown."""
+    store = KvIdempotencyStore(await open_bucket(bus.js, bus.subjects.bucket_name("actuator_applied")))
+    dead_leases = LeaseManager(
+        await open_bucket(bus.js, bus.subjects.bucket_name("actuator_leases")), holder="dead", ttl=15.0, clock=clock
+    )
+    actuator = await make_actuator("actuator-2")
+    batch = web_batch(clock)
+    assert (await dead_leases.acquire("web")).acquired
+    await store.claim(batch.decisions[0].id, actuator="actuator-dead", at=clock.now())
+
+    with pytest.raises(RetryableError):
+        await actuator.executor.handle_batch(batch)  # the claimer may be acting right now
+    [pending] = await actuator.executor.handle_batch(batch, last_delivery=True)
+    assert pending.reason == "Duplicate: being handled by actuator-dead"
+    assert actuator.results == [], "the claimer publishes its own result"
+
+    clock.advance(16.0)  # the claimer's lease lapses: it is gone
+    [settled] = await actuator.executor.handle_batch(batch)
+    assert settled.status == "skipped" and settled.reason.startswith("Duplicate: decision claimed by actuator-dead")
+    assert "whether it acted is unknown" in settled.reason
+    assert await actuator.executor.handle_batch(batch) == [settled]
+    assert actuator.results == [settled] and actuator.backend.scale_calls == []
+
+
+class UnrecordingStore(FlakyStore):
+    """Loses the connection once while recording an outcome (after the claim, before the result is stored)."""
+
+    def __init__(self, inner: KvIdempotencyStore) -> None:
+        super().__init__(inner)
+        self.fail_next_claim = False
+        self.fail_next_complete = True
+
+    async def complete(self, decision_id: str, claim: Any, record: Any) -> None:
+        if self.fail_next_complete:
+            self.fail_next_complete = False
+            raise ConnectionError("nats: connection closed")
+        await self.inner.complete(decision_id, claim, record)
+
+    async def settle(self, decision_id: str, record: Any) -> Any:
+        return await self.inner.settle(decision_id, record)
+
+
+async def test_an_outcome_that_could_not_be_recorded_is_recorded_when_its_decision_comes_back(
+    make_actuator: Callable[..., Awaitable[Actuator]], clock: ManualClock
+) -> None:
+    actuator = await make_actuator()
+    store = UnrecordingStore(actuator.executor._idempotency)  # type: ignore[arg-type]
+    actuator.executor._idempotency = store
+    batch = web_batch(clock)
+    [first] = await actuator.executor.handle_batch(batch)
+    assert first.status == "applied"
+    assert (await store.inner.lookup(first.decision_id)).state == "claimed"  # type: ignore[union-attr]
+
+    assert await actuator.executor.handle_batch(batch) == [first]
+    record = await store.inner.lookup(first.decision_id)
+    assert record is not None and record.state == "done" and record.result == first
+    assert actuator.results == [first] and actuator.backend.scale_calls == [3]
