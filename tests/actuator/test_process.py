@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -27,6 +25,7 @@ from shared.schemas import Decision, DecisionBatch, ExecutionResult, TargetStatu
 REPO = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = REPO / "deploy" / "local" / "actuator.yaml"
 Eventually = Callable[..., Awaitable[None]]
+ServiceStarter = Callable[..., Awaitable[asyncio.subprocess.Process]]
 
 
 def test_the_demo_config_is_valid_and_runs_the_demo_workload_for_web() -> None:
@@ -116,6 +115,7 @@ async def test_the_actuator_process_scales_on_a_decision_and_stops_cleanly_witho
     replica_command: Callable[..., list[str]],
     eventually: Eventually,
     pid_alive: Callable[[int], bool],
+    start_service: ServiceStarter,
 ) -> None:
     config = tmp_path / "actuator.yaml"
     config.write_text(
@@ -137,17 +137,8 @@ async def test_the_actuator_process_scales_on_a_decision_and_stops_cleanly_witho
     )
     results = await listen(bus.subjects.results_all, ExecutionResult)
     statuses = await listen(bus.subjects.status("web"), TargetStatus)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "services.actuator.main",
-        "--config",
-        str(config),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "SCALEBUS_NATS_URL": nats_server.url},  # overrides the unreachable URL in the file
-        cwd=str(REPO),
-    )
+    # The NATS URL from the environment overrides the unreachable one in the file.
+    process = await start_service("actuator", config, nats_server.url)
     try:
         await eventually(lambda: any(s.ready_replicas == 1 for s in statuses.messages), within=20.0)
         wanted = Decision(
@@ -185,6 +176,7 @@ async def test_replicas_die_with_the_actuator_even_when_it_is_killed(
     replica_command: Callable[..., list[str]],
     eventually: Eventually,
     pid_alive: Callable[[int], bool],
+    start_service: ServiceStarter,
 ) -> None:
     config = tmp_path / "actuator.yaml"
     config.write_text(
@@ -199,15 +191,8 @@ async def test_replicas_die_with_the_actuator_even_when_it_is_killed(
         encoding="utf-8",
     )
     statuses = await listen(bus.subjects.status("web"), TargetStatus)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "services.actuator.main",
-        "--config",
-        str(config),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-        cwd=str(REPO),
+    process = await start_service(
+        "actuator", config, nats_server.url, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
     )
     await eventually(
         lambda: any(s.current_replicas == 2 and all(r.pid for r in s.replicas) for s in statuses.messages), within=20.0
