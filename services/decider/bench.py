@@ -1,20 +1,24 @@
 """How many targets the engine evaluates per second on one core (``make bench``; goal >= 10,000/s).
 
 Bounded: each scenario runs for about two seconds.  Targets carry 4 pods each; the HPA scenario uses a
-Pods metric with behavior, the mixed one adds a CPU Utilization metric and a composite rule.
+Pods metric with behavior, the mixed one adds a CPU Utilization metric and a composite rule.  Each target
+starts with a full scale-down stabilization window of recommendations (one per 1 s tick, as the service
+records them), so the figures are those of a decider in steady state, not of a fresh one.  The second figure
+of each scenario also counts what the service does per target and tick before evaluating: building the
+Observation from the latest TargetStatus and MetricSnapshot (``Observation.from_status``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
 
 from services.decider.engine.evaluate import TargetState, evaluate
-from services.decider.engine.observation import Observation, Pod
+from services.decider.engine.normalize import Recommendation
+from services.decider.engine.observation import Observation
 from services.decider.engine.spec import ControllerSettings, TargetPolicy
 from services.decider.policy.loader import parse_policies
-from shared.schemas import MetricSample
+from shared.schemas import MetricSample, MetricSnapshot, ReplicaStatus, TargetStatus
 
 TARGETS = 2_000
 PODS = 4
@@ -54,49 +58,83 @@ spec:
     return policy
 
 
-def build_observation(index: int, now: float) -> Observation:
-    pods = [Pod(name=f"t{index}-{p}", started_at=now - 3600, ready_changed_at=now - 3500) for p in range(PODS)]
+def build_inputs(index: int, now: float) -> tuple[TargetStatus, MetricSnapshot]:
+    """What the decider holds for a target: its latest status and snapshot (decoded once, on arrival)."""
+    replicas = tuple(
+        ReplicaStatus(
+            name=f"t{index}-{p}", phase="Running", ready=True, started_at=now - 3600, ready_changed_at=now - 3500
+        )
+        for p in range(PODS)
+    )
     samples: list[MetricSample] = []
-    for p, pod in enumerate(pods):
-        labels = {"pod": pod.name}
+    for p, replica in enumerate(replicas):
+        labels = {"pod": replica.name}
         samples.append(MetricSample(name="qps", value=8.0 + (index + p) % 7, timestamp=now, labels=labels))
         samples.append(MetricSample(name="cpu", value=0.3 + p * 0.1, timestamp=now, labels=labels))
         samples.append(MetricSample(name="cpu_request", value=1.0, timestamp=now, labels=labels))
-    return Observation(now=now, spec_replicas=PODS, status_replicas=PODS, pods=pods, samples=samples, samples_at=now)
+    status = TargetStatus(
+        target=f"t{index}",
+        backend="bench",
+        spec_replicas=PODS,
+        current_replicas=PODS,
+        ready_replicas=PODS,
+        observed_at=now,
+        replicas=replicas,
+    )
+    return status, MetricSnapshot(target=f"t{index}", collected_at=now, samples=tuple(samples))
 
 
-def measure(name: str, metrics: str) -> float:
+def warm_state(policy: TargetPolicy, now: float) -> TargetState:
+    """A target's state after a full scale-down stabilization window of 1 s ticks at its current size."""
+    window = policy.behavior.scale_down.stabilization_window_seconds if policy.behavior else 300
+    state = TargetState()
+    state.hpa.initialized = True
+    state.hpa.recommendations = [Recommendation(PODS, now - age) for age in range(window, 0, -1)]
+    return state
+
+
+def measure(name: str, metrics: str) -> tuple[float, float]:
+    """(evaluations/s, evaluations/s counting the Observation building) in steady state."""
     template = build_policy("t0", metrics)
     policies = [dataclasses.replace(template, name=f"t{i}", target=f"t{i}") for i in range(TARGETS)]
-    states = [TargetState() for _ in range(TARGETS)]
     now = 1_700_000_000.0
+    states = [warm_state(policy, now) for policy in policies]
     evaluated = 0
     evaluating = 0.0
+    observing = 0.0
     started = time.perf_counter()
     tick = 0
-    run: Callable[[TargetPolicy, TargetState, Observation], object] = evaluate
     while time.perf_counter() - started < SECONDS:
         tick_now = now + tick
-        observations = [build_observation(i, tick_now) for i in range(TARGETS)]
+        inputs = [build_inputs(i, tick_now) for i in range(TARGETS)]
         begin = time.perf_counter()
+        observations = [
+            Observation.from_status(tick_now, status, snapshot.samples, snapshot.collected_at)
+            for status, snapshot in inputs
+        ]
+        built = time.perf_counter()
         for i in range(TARGETS):
-            run(policies[i], states[i], observations[i])
-        evaluating += time.perf_counter() - begin
+            evaluate(policies[i], states[i], observations[i])
+        done = time.perf_counter()
+        observing += built - begin
+        evaluating += done - built
         evaluated += TARGETS
         tick += 1
     rate = evaluated / evaluating
+    combined = evaluated / (evaluating + observing)
     print(
-        f"decider engine [{name}]: {evaluated} evaluations in {evaluating:.2f}s of evaluation"
-        f" = {rate:,.0f} targets/s (one core; building the inputs is not counted)"
+        f"decider engine [{name}]: {evaluated} evaluations in {evaluating:.2f}s = {rate:,.0f} targets/s;"
+        f" with Observation building {combined:,.0f} targets/s (one core)"
     )
-    return rate
+    return rate, combined
 
 
 def main() -> int:
     hpa = measure("HPA Pods metric + behavior, 4 pods", PODS_METRIC)
     mixed = measure("Pods + CPU utilization + rule, 4 pods", MIXED)
     goal = 10_000
-    print(f"goal >= {goal:,}/s: {'met' if min(hpa, mixed) >= goal else 'NOT met'}")
+    worst = min(*hpa, *mixed)
+    print(f"goal >= {goal:,}/s (slowest figure {worst:,.0f}/s): {'met' if worst >= goal else 'NOT met'}")
     return 0
 
 

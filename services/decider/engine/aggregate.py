@@ -32,11 +32,7 @@ def aggregate(observation: Observation, metric: str, how: Aggregate, selector: S
 
 def has_failed_samples(observation: Observation, metrics: frozenset[str]) -> bool:
     """True when a sample of one of ``metrics`` carries quality error or stale."""
-    for name in metrics:
-        for sample in observation.samples_named(name):
-            if sample.quality != "ok":
-                return True
-    return False
+    return observation.has_failed(metrics)
 
 
 def newest_age(observation: Observation, metric: str) -> float:

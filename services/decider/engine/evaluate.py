@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import msgspec
+
 from services.decider.engine.aggregate import has_failed_samples, newest_age
 from services.decider.engine.keda import check_activation, fallback_replicas
 from services.decider.engine.normalize import (
@@ -43,8 +45,7 @@ class TargetState:
     """Last time a scale-to-zero trigger was active (KEDA ``lastActiveTime``)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(msgspec.Struct, frozen=True):
     target: str
     current: int
     desired: int

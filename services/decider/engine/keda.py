@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 from services.decider.engine.aggregate import aggregate
 from services.decider.engine.observation import Observation
 from services.decider.engine.spec import FallbackSpec, ScaleToZeroSpec
 
 
-@dataclass(frozen=True, slots=True)
-class Activation:
+class Activation(msgspec.Struct, frozen=True):
     active: bool
     values: tuple[tuple[str, float | None, float], ...]
     """(metric, observed value or None, threshold) per trigger."""

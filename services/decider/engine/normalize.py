@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import msgspec
+
 from services.decider.engine.spec import Behavior, ScalingRules
 
 SCALE_UP_LIMIT_FACTOR = 2.0
@@ -40,8 +42,7 @@ class HpaState:
     """False until the first evaluation recorded the current replicas as a recommendation."""
 
 
-@dataclass(frozen=True, slots=True)
-class Normalized:
+class Normalized(msgspec.Struct, frozen=True):
     replicas: int
     stabilized: int
     able_to_scale: str
@@ -117,13 +118,15 @@ def stabilize_with_behavior(
     up_cutoff = now - behavior.scale_up.stabilization_window_seconds
     down_recommendation = desired
     down_cutoff = now - behavior.scale_down.stabilization_window_seconds
+    old_cutoff = min(up_cutoff, down_cutoff)
     old_index = -1
     for index, rec in enumerate(state.recommendations):
-        if rec.at > up_cutoff:
-            up_recommendation = min(rec.replicas, up_recommendation)
-        if rec.at > down_cutoff:
-            down_recommendation = max(rec.replicas, down_recommendation)
-        if rec.at < up_cutoff and rec.at < down_cutoff:
+        at = rec.at
+        if at > up_cutoff and rec.replicas < up_recommendation:
+            up_recommendation = rec.replicas
+        if at > down_cutoff and rec.replicas > down_recommendation:
+            down_recommendation = rec.replicas
+        if at < old_cutoff:
             old_index = index
     recommendation = current
     recommendation = max(recommendation, up_recommendation)

@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import msgspec
+
 from shared.schemas import MetricSample, ReplicaStatus, TargetStatus
 
 IGNORED_PHASES = frozenset({"Failed"})
 """Phases whose pods the HPA (v1.28) ignores, besides pods being deleted."""
 
 
-@dataclass(frozen=True, slots=True)
-class Pod:
+class Pod(msgspec.Struct, frozen=True):
     """A replica with the fields the HPA's pod grouping reads."""
 
     name: str
@@ -53,19 +54,37 @@ class Observation:
     samples_at: float = 0.0
     """When the snapshot was collected (0 when there is none)."""
     _by_name: dict[str, list[MetricSample]] | None = field(default=None, repr=False)
+    _failed: frozenset[str] = field(default=frozenset(), repr=False)
+    """Names of the metrics with a sample whose quality is not ok (built with the index)."""
 
-    def samples_named(self, name: str) -> list[MetricSample]:
-        """The samples of one metric (built once per observation)."""
+    def samples_named(self, name: str) -> Sequence[MetricSample]:
+        """The samples of one metric (indexed once per observation)."""
+        index = self._by_name
+        if index is None:
+            index = self._index()
+        return index.get(name, ())
+
+    def has_failed(self, names: frozenset[str]) -> bool:
+        """True when a sample of one of ``names`` carries a quality other than ok."""
         if self._by_name is None:
-            index: dict[str, list[MetricSample]] = {}
-            for sample in self.samples:
-                index.setdefault(sample.name, []).append(sample)
-            self._by_name = index
-        return self._by_name.get(name, [])
+            self._index()
+        return not self._failed.isdisjoint(names)
 
-    def sample_age(self, sample: MetricSample) -> float:
-        stamp = sample.timestamp or self.samples_at
-        return max(0.0, self.now - stamp) if stamp else 0.0
+    def _index(self) -> dict[str, list[MetricSample]]:
+        index: dict[str, list[MetricSample]] = {}
+        failed: set[str] = set()
+        for sample in self.samples:
+            name = sample.name
+            same = index.get(name)
+            if same is None:
+                index[name] = [sample]
+            else:
+                same.append(sample)
+            if sample.quality != "ok":
+                failed.add(name)
+        self._by_name = index
+        self._failed = frozenset(failed)
+        return index
 
     @property
     def ready_running_pods(self) -> int:

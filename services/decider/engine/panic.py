@@ -6,6 +6,8 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
+import msgspec
+
 from services.decider.engine.aggregate import aggregate
 from services.decider.engine.observation import Observation
 from services.decider.engine.spec import PanicSpec
@@ -28,8 +30,7 @@ class PanicState:
         return self.panic_since is not None
 
 
-@dataclass(frozen=True, slots=True)
-class PanicVerdict:
+class PanicVerdict(msgspec.Struct, frozen=True):
     replicas: int | None
     stable_average: float
     panic_average: float

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+
+import msgspec
 
 from services.decider.engine.observation import IGNORED_PHASES, Observation, Pod
 from services.decider.engine.spec import ControllerSettings, MetricRule, Tolerance
@@ -21,16 +22,16 @@ class MetricUnavailable(Exception):
     """The metric could not yield a proposal (the HPA's 'invalid metric')."""
 
 
-@dataclass(frozen=True, slots=True)
-class PodGroups:
+class PodGroups(msgspec.Struct, frozen=True):
+    """The pods of one metric by how the HPA counts them (built per evaluation, never changed after)."""
+
     ready_count: int
-    unready: frozenset[str]
-    missing: frozenset[str]
-    ignored: frozenset[str]
+    unready: set[str]
+    missing: set[str]
+    ignored: set[str]
 
 
-@dataclass(frozen=True, slots=True)
-class MetricProposal:
+class MetricProposal(msgspec.Struct, frozen=True):
     """What one metric asks for, or why it could not say."""
 
     rule: MetricRule
@@ -64,11 +65,14 @@ def group_pods(
     missing: set[str] = set()
     ignored: set[str] = set()
     window = settings.metric_window_seconds
+    initialization = settings.cpu_initialization_period_seconds
+    readiness_delay = settings.initial_readiness_delay_seconds
     for pod in pods:
-        if pod.deleting or pod.phase in IGNORED_PHASES:
+        phase = pod.phase
+        if pod.deleting or phase in IGNORED_PHASES:
             ignored.add(pod.name)
             continue
-        if pod.phase == "Pending":
+        if phase == "Pending":
             unready.add(pod.name)
             continue
         metric = metrics.get(pod.name)
@@ -76,22 +80,29 @@ def group_pods(
             missing.add(pod.name)
             continue
         if is_cpu:
-            if pod.ready is None or pod.started_at is None:
+            started = pod.started_at
+            if pod.ready is None or started is None:
                 not_ready = True
-            elif pod.started_at + settings.cpu_initialization_period_seconds > now:
+            elif started + initialization > now:
                 # Inside the initialization period: ignore the sample if the pod is unready or if a full
                 # metric window has not passed since the last readiness transition.
                 not_ready = (not pod.ready) or metric[1] < pod.ready_changed_at + window
             else:
                 # After it: ignore the sample only if the pod is unready and never became ready.
-                not_ready = (not pod.ready) and (
-                    pod.started_at + settings.initial_readiness_delay_seconds > pod.ready_changed_at
-                )
+                not_ready = (not pod.ready) and (started + readiness_delay > pod.ready_changed_at)
             if not_ready:
                 unready.add(pod.name)
                 continue
         ready += 1
-    return PodGroups(ready, frozenset(unready), frozenset(missing), frozenset(ignored))
+    return PodGroups(ready, unready, missing, ignored)
+
+
+def _counted(metrics: PodMetrics, groups: PodGroups) -> PodMetrics:
+    """The metrics of the pods that count (a copy: the adjustments below add entries to it)."""
+    excluded = groups.ignored | groups.unready
+    if not excluded:
+        return dict(metrics)
+    return {pod: v for pod, v in metrics.items() if pod not in excluded}
 
 
 def metric_usage_ratio(metrics: PodMetrics, target_milli: int) -> tuple[float, int]:
@@ -169,7 +180,7 @@ def plain_metric_replicas(
     if not pods:
         raise MetricUnavailable("no pods returned by selector while calculating replica count")
     groups = group_pods(pods, metrics, is_cpu=is_cpu, settings=settings, now=now)
-    metrics = {pod: v for pod, v in metrics.items() if pod not in groups.ignored and pod not in groups.unready}
+    metrics = _counted(metrics, groups)
     if not metrics:
         raise MetricUnavailable("did not receive metrics for targeted pods (pods might be unready)")
     ratio, usage = metric_usage_ratio(metrics, target_milli)
@@ -201,7 +212,7 @@ def resource_replicas(
     if not pods:
         raise MetricUnavailable("no pods returned by selector while calculating replica count")
     groups = group_pods(pods, metrics, is_cpu=is_cpu, settings=settings, now=now)
-    metrics = {pod: v for pod, v in metrics.items() if pod not in groups.ignored and pod not in groups.unready}
+    metrics = _counted(metrics, groups)
     if not metrics:
         raise MetricUnavailable("did not receive metrics for targeted pods (pods might be unready)")
     for pod in pods:
@@ -267,9 +278,11 @@ def _per_pod(observation: Observation, name: str, rule: MetricRule) -> PodMetric
         if pod is None:
             continue
         stamp = sample.timestamp or fallback_stamp
-        milli = round(value * 1000.0)
-        previous = values.get(pod)
-        values[pod] = (milli, stamp) if previous is None else (previous[0] + milli, max(previous[1], stamp))
+        if pod in values:
+            milli, newest = values[pod]
+            values[pod] = (milli + round(value * 1000.0), stamp if stamp > newest else newest)
+        else:
+            values[pod] = (round(value * 1000.0), stamp)
     return values
 
 

@@ -6,6 +6,8 @@ import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import msgspec
+
 from services.decider.engine.aggregate import aggregate
 from services.decider.engine.observation import Observation
 from services.decider.engine.spec import ConditionSpec, RuleSpec
@@ -28,16 +30,14 @@ class RuleState:
     """``rule/index`` -> since when that condition has held continuously."""
 
 
-@dataclass(frozen=True, slots=True)
-class ConditionResult:
+class ConditionResult(msgspec.Struct, frozen=True):
     condition: ConditionSpec
     value: float | None
     holds: bool
     held_for: float
 
 
-@dataclass(frozen=True, slots=True)
-class RuleVerdict:
+class RuleVerdict(msgspec.Struct, frozen=True):
     rule: RuleSpec
     replicas: int
     conditions: tuple[ConditionResult, ...]
