@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from shared.config import Config, ServiceConfig
+from shared.quantity import QuantityError, parse_quantity
 from shared.schemas import MetricName, TargetName
 
 PositiveSeconds = Annotated[float, msgspec.Meta(gt=0)]
@@ -130,6 +131,33 @@ class ProcessSourceConfig(_SourceConfig, frozen=True, kw_only=True, tag="process
     include_children: bool = True
     cpu_name: MetricName = "cpu"
     memory_name: MetricName = "memory"
+    cpu_request: float | str | None = None
+    """What each replica is meant to use, in cores or as a quantity (`250m`): reported per pod as
+    `<cpu_name>_request`, so `Resource` policies with `Utilization` targets work on local replicas
+    (local processes have no requests of their own)."""
+    memory_request: float | str | None = None
+    """Likewise in bytes or as a quantity (`256Mi`): reported per pod as `<memory_name>_request`."""
+
+    def __post_init__(self) -> None:
+        for field, value in (("cpu_request", self.cpu_request), ("memory_request", self.memory_request)):
+            if value is None:
+                continue
+            try:
+                parsed = parse_quantity(value)
+            except QuantityError as exc:
+                raise ValueError(f"{field}: {exc}") from exc
+            if not parsed > 0 or not math.isfinite(parsed):
+                raise ValueError(f"{field} must be a positive quantity, not {value!r}")
+
+    @property
+    def requests(self) -> dict[str, float]:
+        """Sample name -> per-replica request (cores or bytes), for the configured requests."""
+        found: dict[str, float] = {}
+        if self.cpu_request is not None:
+            found[f"{self.cpu_name}_request"] = parse_quantity(self.cpu_request)
+        if self.memory_request is not None:
+            found[f"{self.memory_name}_request"] = parse_quantity(self.memory_request)
+        return found
 
 
 # -- JetStream ------------------------------------------------------------------------------

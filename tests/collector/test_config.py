@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from services.collector.config import CollectorConfig, ScrapeSourceConfig
+from services.collector.config import CollectorConfig, ProcessSourceConfig, ScrapeSourceConfig
 from shared.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -21,6 +21,14 @@ def test_the_demo_config_scrapes_web_replicas_discovered_from_status_into_a_per_
     rate = next(m for m in scrape.metrics if m.match == "demo_requests_total")
     assert (rate.kind, rate.output_name) == ("rate", "demo_requests_per_second")
     assert config.snapshot_interval_seconds == 1.0
+
+
+def test_process_requests_accept_numbers_and_kubernetes_quantities() -> None:
+    config = ProcessSourceConfig(name="p", cpu_request="250m", memory_request="64Mi")
+    assert config.requests == {"cpu_request": 0.25, "memory_request": 64 * 2**20}
+    renamed = ProcessSourceConfig(name="p", cpu_name="cores_used", cpu_request=2)
+    assert renamed.requests == {"cores_used_request": 2.0}
+    assert ProcessSourceConfig(name="p").requests == {}
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -46,6 +54,16 @@ def write(tmp_path: Path, text: str) -> Path:
             "Expected `float` > 0",
         ),
         ("targets: [{name: web, thresholds: [{metric: rps}]}]", "targets[0].thresholds[0]", "needs `above` or `below`"),
+        (
+            "targets: [{name: web, sources: [{type: process, name: p, cpu_request: 250x}]}]",
+            "targets[0].sources[0]",
+            "cpu_request: not a quantity: '250x'",
+        ),
+        (
+            "targets: [{name: web, sources: [{type: process, name: p, memory_request: 0}]}]",
+            "targets[0].sources[0]",
+            "memory_request must be a positive quantity",
+        ),
         ("scrape_everything: true", "", "unknown field `scrape_everything`"),
         ("ownership: {heartbeat_seconds: 5, member_ttl_seconds: 2}", "ownership", "longer than heartbeat_seconds"),
     ],

@@ -95,3 +95,29 @@ async def test_a_replica_whose_process_is_gone_is_an_error_for_that_pod(
         ("memory", "web-idle"): f"process {gone.pid} is gone",
     }
     assert any(s.labels["pod"] == "web-busy" and s.quality == "ok" for s in samples)
+
+
+async def test_configured_requests_are_reported_per_measured_pod_for_utilization_policies(
+    replicas: dict[str, asyncio.subprocess.Process],
+) -> None:
+    """Local replicas have no requests of their own; the configured ones travel as `cpu_request` and
+    `memory_request` per pod (a gone replica gets errors for its usage and no requests)."""
+    gone = replicas["web-idle"]
+    gone.kill()
+    await gone.wait()
+    directory = directory_for({"web-busy": replicas["web-busy"].pid, "web-idle": gone.pid})
+    config = msgspec.convert(
+        {"type": "process", "name": "procs", "cpu_request": "500m", "memory_request": "128Mi"}, ProcessSourceConfig
+    )
+    async with aiohttp.ClientSession() as http:
+        context = SourceContext(
+            target="web", clock=SystemClock(), http=http, replicas=directory, nats=NATS(), config_dir=Path(".")
+        )
+        source = ProcessSource(config, context)
+        samples = await source.collect()
+    requests = {(s.name, s.labels["pod"]): (s.value, s.unit, s.quality) for s in samples if s.name.endswith("_request")}
+    assert requests == {
+        ("cpu_request", "web-busy"): (0.5, "cores", "ok"),
+        ("memory_request", "web-busy"): (128 * 2**20, "bytes", "ok"),
+    }
+    assert source.metric_names == ("cpu", "memory", "cpu_request", "memory_request")

@@ -1,5 +1,9 @@
 """CPU (cores in use) and memory (resident bytes) of a target's local replica processes.
 
+With `cpu_request` / `memory_request` configured, each measured replica also gets those requests
+as `cpu_request` / `memory_request` samples (local processes have none of their own), so
+utilization policies work on local targets as on Kubernetes ones.
+
 The pids come from the actuator's TargetStatus.  CPU is the increase of the processes' CPU time
 between two collections divided by the wall time between them, so a replica's first collection
 reports memory only.  psutil reads /proc synchronously, so measuring runs in a worker thread.
@@ -51,7 +55,12 @@ class ProcessSource:
         self._config = config
         self._context = context
         self._previous: dict[tuple[str, int], tuple[float, float]] = {}
-        self.metric_names = (config.cpu_name, config.memory_name)
+        cpu_request = f"{config.cpu_name}_request"
+        self._requests = [
+            (name, value, "cores" if name == cpu_request else "bytes") for name, value in config.requests.items()
+        ]
+        """(sample name, value, unit) of each configured per-replica request."""
+        self.metric_names = (config.cpu_name, config.memory_name, *(name for name, _, _ in self._requests))
 
     @property
     def name(self) -> str:
@@ -69,7 +78,7 @@ class ProcessSource:
             if isinstance(usage, str):
                 samples.extend(
                     error_sample(name, source=self.name, error=usage, timestamp=now, labels=labels)
-                    for name in self.metric_names
+                    for name in (self._config.cpu_name, self._config.memory_name)
                 )
                 continue
             self._previous[(pod, pid)] = (now, usage.cpu_seconds)
@@ -78,6 +87,7 @@ class ProcessSource:
                 cores = (usage.cpu_seconds - before[1]) / (now - before[0])
                 samples.append(self._sample(self._config.cpu_name, cores, "cores", labels, now))
             samples.append(self._sample(self._config.memory_name, usage.memory_bytes, "bytes", labels, now))
+            samples.extend(self._sample(name, value, unit, labels, now) for name, value, unit in self._requests)
         return samples
 
     def _measure_all(self, pids: list[tuple[str, int]]) -> list[ProcessUsage | str]:
