@@ -128,6 +128,8 @@ async def snapshots(bus: Bus) -> SnapshotListener:
 
 
 CollectorFactory = Callable[..., Awaitable[Collector]]
+ServiceStarter = Callable[..., Awaitable[asyncio.subprocess.Process]]
+"""The `start_service` fixture of tests/conftest.py: ``await start_service("collector", config, nats_url, ...)``."""
 
 
 @pytest.fixture

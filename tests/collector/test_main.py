@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import sys
 import time
@@ -17,29 +16,16 @@ from shared.config import BusConfig
 from shared.natsserver import free_port
 from shared.schemas import MetricPush, MetricSnapshot, ReplicaStatus, TargetStatus
 
-from .conftest import SnapshotListener
+from .conftest import ServiceStarter, SnapshotListener
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-async def start_collector(config: Path, nats_url: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "services.collector.main",
-        "--config",
-        str(config),
-        cwd=REPO,
-        env={**os.environ, "SCALEBUS_NATS_URL": nats_url},
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
+QUIET = {"stdout": asyncio.subprocess.DEVNULL, "stderr": asyncio.subprocess.DEVNULL}
 
 
 async def test_the_demo_config_runs_as_a_process_publishes_snapshots_and_stops_cleanly_on_sigterm(
-    bus: Bus, bus_config: BusConfig, snapshots: SnapshotListener
+    bus: Bus, bus_config: BusConfig, snapshots: SnapshotListener, start_service: ServiceStarter
 ) -> None:
-    process = await start_collector(REPO / "deploy/local/collector.yaml", bus_config.url)
+    process = await start_service("collector", REPO / "deploy/local/collector.yaml", bus_config.url, **QUIET)
     try:
         # `web` is configured: it gets a snapshot every second even before any replica exists.
         first = await snapshots.wait_for(lambda s: s.target == "web", within=20.0)
@@ -55,10 +41,12 @@ async def test_the_demo_config_runs_as_a_process_publishes_snapshots_and_stops_c
     assert code == 0
 
 
-async def test_an_invalid_config_stops_start_up_naming_file_field_and_reason(tmp_path: Path) -> None:
+async def test_an_invalid_config_stops_start_up_naming_file_field_and_reason(
+    tmp_path: Path, start_service: ServiceStarter
+) -> None:
     config = tmp_path / "collector.yaml"
     config.write_text("targets:\n  - name: web\n    sources:\n      - {type: scrape, name: s, metrics: []}\n")
-    process = await start_collector(config, "nats://127.0.0.1:1")
+    process = await start_service("collector", config, "nats://127.0.0.1:1", stdout=asyncio.subprocess.DEVNULL)
     _, stderr = await asyncio.wait_for(process.communicate(), timeout=30.0)
     assert process.returncode == 2
     message = stderr.decode()
@@ -66,15 +54,15 @@ async def test_an_invalid_config_stops_start_up_naming_file_field_and_reason(tmp
 
 
 async def test_the_demo_config_measures_a_real_demo_workload_replica_per_pod(
-    bus: Bus, bus_config: BusConfig, snapshots: SnapshotListener
+    bus: Bus, bus_config: BusConfig, snapshots: SnapshotListener, start_service: ServiceStarter
 ) -> None:
     """The `make run` path: a demo workload replica announced in TargetStatus is scraped into a per-pod
-    request rate, and its process into per-pod cpu and memory."""
+    request rate, and its process into per-pod cpu and memory, with the configured requests."""
     port = free_port()
     replica = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "scalebus.demo.workload", "--port", str(port), "--service-time", "0.01", cwd=REPO
     )
-    collector = await start_collector(REPO / "deploy/local/collector.yaml", bus_config.url)
+    collector = await start_service("collector", REPO / "deploy/local/collector.yaml", bus_config.url, **QUIET)
     try:
         endpoint = f"http://127.0.0.1:{port}"
 
@@ -100,7 +88,7 @@ async def test_the_demo_config_measures_a_real_demo_workload_replica_per_pod(
 
         def measured(snapshot: MetricSnapshot) -> bool:
             names = {s.name for s in snapshot.samples if s.quality == "ok" and s.labels.get("pod") == "web-0"}
-            return {"demo_requests_per_second", "cpu", "memory"} <= names
+            return {"demo_requests_per_second", "cpu", "memory", "cpu_request", "memory_request"} <= names
 
         try:
             snapshot = await snapshots.wait_for(measured, within=30.0)
@@ -112,6 +100,7 @@ async def test_the_demo_config_measures_a_real_demo_workload_replica_per_pod(
         assert by_name["demo_requests_per_second"].value > 0
         assert by_name["memory"].value > 1_000_000 and by_name["memory"].unit == "bytes"
         assert by_name["cpu"].unit == "cores"
+        assert (by_name["cpu_request"].value, by_name["memory_request"].value) == (0.5, 128 * 2**20)
     finally:
         collector.send_signal(signal.SIGTERM)
         replica.send_signal(signal.SIGTERM)

@@ -7,9 +7,7 @@ are assigned by rendezvous hashing over the live members.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -19,9 +17,8 @@ from services.collector.ownership import Membership, member_key, owner_of
 from shared.bus import Bus
 from shared.config import BusConfig
 
-from .conftest import CollectorFactory, SnapshotListener, config_from
+from .conftest import CollectorFactory, ServiceStarter, SnapshotListener, config_from
 
-REPO = Path(__file__).resolve().parents[2]
 TARGETS = [f"t{number}" for number in range(12)]
 OWNERSHIP = {"heartbeat_seconds": 0.2, "member_ttl_seconds": 2.0}
 
@@ -95,20 +92,17 @@ async def test_two_collectors_split_the_targets_and_the_survivor_takes_over_afte
 
 
 async def test_a_killed_collector_process_loses_its_targets_to_the_others_after_the_member_ttl(
-    bus: Bus, bus_config: BusConfig, snapshots: SnapshotListener, collector_factory: CollectorFactory, tmp_path: Path
+    bus: Bus,
+    bus_config: BusConfig,
+    snapshots: SnapshotListener,
+    collector_factory: CollectorFactory,
+    tmp_path: Path,
+    start_service: ServiceStarter,
 ) -> None:
     config_file = tmp_path / "collector.yaml"
     config_file.write_text(yaml.safe_dump({**shared_config(), "service": {"instance": "collector-proc"}}))
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "services.collector.main",
-        "--config",
-        str(config_file),
-        cwd=REPO,
-        env={**os.environ, "SCALEBUS_NATS_URL": bus_config.url},
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
+    process = await start_service(
+        "collector", config_file, bus_config.url, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
     )
     try:
         await snapshots.wait_for(lambda s: s.collector == "collector-proc", within=20.0)

@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -24,9 +22,7 @@ from shared.bus import Bus
 from shared.config import BusConfig
 from shared.schemas import DecisionBatch, TargetStatus
 
-from .conftest import SnapshotListener
-
-REPO = Path(__file__).resolve().parents[2]
+from .conftest import ServiceStarter, SnapshotListener
 
 POLICY = {
     "apiVersion": "scalebus.dev/v1",
@@ -49,23 +45,8 @@ POLICY = {
 }
 
 
-async def start(service: str, config: Path, nats_url: str, log: Path) -> asyncio.subprocess.Process:
-    with log.open("wb") as out:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            f"services.{service}.main",
-            "--config",
-            str(config),
-            cwd=REPO,
-            env={**os.environ, "SCALEBUS_NATS_URL": nats_url},
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=out,
-        )
-
-
 async def test_a_raw_nats_push_produces_a_snapshot_and_then_a_decision(
-    bus: Bus, bus_config: BusConfig, snapshots: SnapshotListener, tmp_path: Path
+    bus: Bus, bus_config: BusConfig, snapshots: SnapshotListener, tmp_path: Path, start_service: ServiceStarter
 ) -> None:
     (tmp_path / "policies").mkdir()
     (tmp_path / "policies" / "orders.yaml").write_text(yaml.safe_dump(POLICY))
@@ -97,10 +78,18 @@ async def test_a_raw_nats_push_produces_a_snapshot_and_then_a_decision(
             await asyncio.sleep(0.5)
 
     status_task = asyncio.create_task(actuator_status())
-    processes = [
-        await start("collector", tmp_path / "collector.yaml", bus_config.url, tmp_path / "collector.log"),
-        await start("decider", tmp_path / "decider.yaml", bus_config.url, tmp_path / "decider.log"),
-    ]
+    processes = []
+    for service in ("collector", "decider"):
+        with (tmp_path / f"{service}.log").open("wb") as log:
+            processes.append(
+                await start_service(
+                    service,
+                    tmp_path / f"{service}.yaml",
+                    bus_config.url,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=log.fileno(),
+                )
+            )
     try:
         application = await nats.connect(bus_config.url)
         try:
