@@ -335,6 +335,8 @@ class Executor:
                     time.monotonic() - began
                 )
             self._metrics.endpoint_successes.labels(endpoint).inc()
+            if backend.success_status is not None:
+                self._metrics.endpoint_status_codes.labels(endpoint, str(backend.success_status)).inc()
             return observed
 
         def on_retry(number: int, exc: BackendError, delay: float) -> None:

@@ -507,6 +507,19 @@ async def test_a_5xx_storm_is_retried_then_opens_the_breaker_and_a_403_is_never_
     assert "permanent backend error (HTTP 403)" in forbidden.error
     assert len(api.writes()) == 13, "a 403 is not retried"
 
+    # The per-endpoint counters, as the registry's notification endpoints keep them, for the API server.
+    metrics, endpoint = executor._metrics, session.host
+    reads, writes = 5, 13  # a read per decision reaching the backend (the paused one does not), every write attempt
+    assert metrics.endpoint_events.labels(endpoint)._value.get() == reads + writes
+    assert metrics.endpoint_successes.labels(endpoint)._value.get() == reads + 1  # and the write of decision 1
+    assert metrics.endpoint_failures.labels(endpoint)._value.get() == 2 + 9 + 1
+    assert metrics.endpoint_errors.labels(endpoint)._value.get() == 0
+    codes = {
+        code: metrics.endpoint_status_codes.labels(endpoint, code)._value.get() for code in ("200", "503", "502", "403")
+    }
+    assert codes == {"200": reads + 1, "503": 2, "502": 9, "403": 1}
+    assert metrics.endpoint_pending.labels(endpoint)._value.get() == 0
+
 
 async def test_a_429_with_retry_after_is_retried_no_sooner_than_the_server_asked(
     api: ApiStandIn, session: KubernetesSession

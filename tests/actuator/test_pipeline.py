@@ -35,6 +35,7 @@ class ScriptedBackend:
 
     kind = "scripted"
     endpoint = "scripted"
+    success_status: int | None = 200
 
     def __init__(self, replicas: int = 1) -> None:
         self.spec = replicas
@@ -219,6 +220,7 @@ async def test_transient_backend_errors_are_retried_with_backoff_and_counted_per
     assert m.endpoint_failures.labels("scripted")._value.get() == 1
     assert m.endpoint_errors.labels("scripted")._value.get() == 1
     assert m.endpoint_status_codes.labels("scripted", "503")._value.get() == 1
+    assert m.endpoint_status_codes.labels("scripted", "200")._value.get() == 2
     assert m.backend_retries.labels("scripted")._value.get() == 2
     assert m.endpoint_pending.labels("scripted")._value.get() == 0
 

@@ -21,6 +21,7 @@ class FixedBackend:
 
     kind = "local"
     endpoint = "local"
+    success_status: int | None = None
 
     def __init__(self) -> None:
         self.observed = Observed(spec_replicas=1, current_replicas=1, ready_replicas=0)

@@ -52,6 +52,9 @@ class Backend(Protocol):
     """``local`` or ``kubernetes`` (the TargetStatus ``backend`` field)."""
     endpoint: str
     """Where calls go (a label for the per-endpoint metrics): ``local``, or the API server URL."""
+    success_status: int | None
+    """The HTTP status a successful call was answered with (counted per endpoint); None when the backend
+    speaks no HTTP.  A failed call's status travels in its :class:`BackendError`."""
     changed: asyncio.Event
     """Set by the backend whenever something observable changed (a crash, a replica became ready)."""
 

@@ -99,6 +99,8 @@ class KubernetesBackend:
     """One Kubernetes object with a ``/scale`` subresource."""
 
     kind = "kubernetes"
+    success_status: int | None = 200
+    """The client raises on anything but 2xx, and the API server answers these reads, PUTs and PATCHes 200."""
 
     def __init__(
         self, target: str, config: KubernetesBackendConfig, session: KubernetesSession, *, clock: Clock

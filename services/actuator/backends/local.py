@@ -97,6 +97,7 @@ class LocalBackend:
 
     kind = "local"
     endpoint = "local"
+    success_status: int | None = None
 
     def __init__(self, target: str, config: LocalBackendConfig, *, base_dir: Path, clock: Clock) -> None:
         self._target = target
