@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -107,16 +108,19 @@ async def test_a_replica_ignoring_sigterm_is_killed_after_the_grace_period(
     replica_command: Callable[..., list[str]],
     eventually: Eventually,
     pid_alive: Callable[[int], bool],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     backend = make_backend(replica_command("--ignore-sigterm"), initial_replicas=1, grace_seconds=0.5)
     await backend.start()
     await eventually(lambda: backend._observe().ready_replicas == 1)
     pid = backend._observe().replicas[0].pid
 
-    await backend.scale(0)
-    assert pid_alive(pid), "the replica ignores SIGTERM, so it outlives the signal until the grace period ends"
-    await eventually(lambda: not pid_alive(pid), within=5.0)
-    assert backend._observe().replicas == ()
+    with caplog.at_level(logging.WARNING, logger="services.actuator.backends.local"):
+        await backend.scale(0)
+        await eventually(lambda: not pid_alive(pid), within=5.0)
+        await eventually(lambda: backend._observe().replicas == (), within=5.0)
+    escalations = [r for r in caplog.records if r.getMessage() == "replica ignored SIGTERM; killing"]
+    assert len(escalations) == 1, "SIGTERM was ignored for the grace period, then SIGKILL ended it"
 
 
 async def test_a_crashed_replica_is_restarted_under_the_same_name(
@@ -152,7 +156,7 @@ async def test_stop_ends_every_replica_and_its_children_leaving_no_orphans(
     await backend.stop()
 
     await eventually(lambda: not any(pid_alive(pid) for pid in pids), within=5.0)
-    assert backend._observe().replicas == ()
+    assert backend._observe().replicas == (), "stop waits for every replica"
 
 
 async def test_a_command_that_cannot_start_is_a_permanent_error(make_backend: MakeBackend) -> None:
