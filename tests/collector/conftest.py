@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from services.collector.service import Collector
 from shared.bus import Bus
 from shared.clock import SystemClock
 from shared.config import BusConfig
-from shared.schemas import MetricSnapshot
+from shared.schemas import MetricSnapshot, ReplicaStatus, TargetStatus
 
 
 @dataclass
@@ -155,6 +156,19 @@ async def collector_factory(bus_config: BusConfig, tmp_path: Path) -> AsyncItera
     for collector, collector_bus in running:
         await collector.stop()
         await collector_bus.close()
+
+
+def web_status(*replicas: tuple[str, str], observed_at: float | None = None) -> TargetStatus:
+    """The actuator's TargetStatus of target `web` with ready replicas (name, endpoint URL)."""
+    return TargetStatus(
+        target="web",
+        backend="local",
+        spec_replicas=len(replicas),
+        current_replicas=len(replicas),
+        ready_replicas=len(replicas),
+        observed_at=time.time() if observed_at is None else observed_at,
+        replicas=tuple(ReplicaStatus(name=name, endpoint=url, ready=True) for name, url in replicas),
+    )
 
 
 def config_from(data: dict[str, object]) -> CollectorConfig:

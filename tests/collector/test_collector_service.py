@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import time
 from collections.abc import Awaitable, Callable
 
 import msgspec
@@ -18,23 +17,11 @@ import nats
 from shared.bus import Bus
 from shared.config import BusConfig
 from shared.natsserver import free_port
-from shared.schemas import DeadLetter, MetricSnapshot, ReplicaStatus, TargetStatus
+from shared.schemas import DeadLetter, MetricSnapshot
 
-from .conftest import CollectorFactory, Exporter, SnapshotListener, config_from
+from .conftest import CollectorFactory, Exporter, SnapshotListener, config_from, web_status
 
 ExporterFactory = Callable[[], Awaitable[Exporter]]
-
-
-def web_status(*replicas: tuple[str, str]) -> TargetStatus:
-    return TargetStatus(
-        target="web",
-        backend="local",
-        spec_replicas=len(replicas),
-        current_replicas=len(replicas),
-        ready_replicas=len(replicas),
-        observed_at=time.time(),
-        replicas=tuple(ReplicaStatus(name=name, endpoint=url, ready=True) for name, url in replicas),
-    )
 
 
 DEMO_SCRAPE = {

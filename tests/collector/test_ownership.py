@@ -149,16 +149,21 @@ async def noop(_: frozenset[str]) -> None:
     return None
 
 
-def test_a_member_missing_from_one_listing_is_kept_and_dropped_after_two() -> None:
-    """A key listing can race with a heartbeat and miss a live member; one miss must not move targets."""
-    membership = Membership(
-        None,  # type: ignore[arg-type]  # no bucket is touched here
+def detached_membership(instance: str) -> Membership:
+    """A Membership whose member view tests set by hand (no bucket is touched)."""
+    return Membership(
+        None,  # type: ignore[arg-type]
         bucket="b",
-        instance="a",
+        instance=instance,
         heartbeat_seconds=1,
         member_ttl_seconds=4,
         on_change=noop,
     )
+
+
+def test_a_member_missing_from_one_listing_is_kept_and_dropped_after_two() -> None:
+    """A key listing can race with a heartbeat and miss a live member; one miss must not move targets."""
+    membership = detached_membership("a")
     membership.members = frozenset({"members.a", "members.b"})
     assert membership._tolerate_misses({"members.a"}) == {"members.a", "members.b"}
     assert membership._tolerate_misses({"members.a", "members.b"}) == {"members.a", "members.b"}
@@ -192,14 +197,7 @@ async def test_a_malformed_push_is_dead_lettered_once_by_the_owner_not_by_every_
 
 def test_ownership_follows_a_change_of_members_although_it_is_remembered_per_target() -> None:
     """`owns` is asked for every push, so it is remembered; a new member view must replace it at once."""
-    membership = Membership(
-        None,  # type: ignore[arg-type]  # no bucket is touched here
-        bucket="b",
-        instance="a",
-        heartbeat_seconds=1,
-        member_ttl_seconds=4,
-        on_change=noop,
-    )
+    membership = detached_membership("a")
     targets = [f"target-{n}" for n in range(40)]
     membership.members = frozenset({"members.a", "members.b"})
     shared = {target for target in targets if membership.owns(target)}

@@ -18,7 +18,7 @@ from shared.clock import ManualClock
 from shared.natsserver import free_port
 from shared.schemas import ReplicaStatus, TargetStatus
 
-from .conftest import Exporter
+from .conftest import Exporter, web_status
 
 ExporterFactory = Callable[[], Awaitable[Exporter]]
 
@@ -44,18 +44,6 @@ def scrape_config(**overrides: object) -> ScrapeSourceConfig:
     return msgspec.convert(data, ScrapeSourceConfig)
 
 
-def status(*replicas: tuple[str, str]) -> TargetStatus:
-    return TargetStatus(
-        target="web",
-        backend="local",
-        spec_replicas=len(replicas),
-        current_replicas=len(replicas),
-        ready_replicas=len(replicas),
-        observed_at=1.0,
-        replicas=tuple(ReplicaStatus(name=name, endpoint=url, ready=True) for name, url in replicas),
-    )
-
-
 def source_for(
     config: ScrapeSourceConfig, http: aiohttp.ClientSession, clock: ManualClock, directory: ReplicaDirectory
 ):  # type: ignore[no-untyped-def]
@@ -69,7 +57,7 @@ async def test_discovered_replicas_are_scraped_and_counters_become_per_pod_rates
     """Each replica's counter increase over the clock's elapsed time is its own `pod`-labelled rate."""
     one, two = await exporter_factory(), await exporter_factory()
     directory = ReplicaDirectory()
-    directory.update(status(("web-1", one.url), ("web-2", two.url)))
+    directory.update(web_status(("web-1", one.url), ("web-2", two.url)))
     clock = ManualClock(1000.0)
     source = source_for(scrape_config(), http, clock, directory)
 
@@ -106,7 +94,7 @@ async def test_an_unreachable_replica_is_an_error_for_that_pod_only(
     good.inflight = 1
     directory = ReplicaDirectory()
     dead_url = f"http://127.0.0.1:{free_port()}"
-    directory.update(status(("web-1", good.url), ("web-2", dead_url)))
+    directory.update(web_status(("web-1", good.url), ("web-2", dead_url)))
     source = source_for(scrape_config(), http, ManualClock(), directory)
     samples = await source.collect()
     by_pod = {(s.labels["pod"], s.name): s for s in samples}
@@ -137,7 +125,7 @@ async def test_an_unparsable_or_failing_scrape_becomes_a_per_pod_error(
 
 
 def status_msg(url: str) -> TargetStatus:
-    return status(("web-1", url))
+    return web_status(("web-1", url))
 
 
 async def test_only_running_replicas_with_an_endpoint_are_scraped(
