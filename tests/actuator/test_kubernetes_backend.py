@@ -52,6 +52,8 @@ class Fault:
     """HTTP status to answer with; 0 means hang for ``hang_seconds`` instead."""
     hang_seconds: float = 0.0
     retry_after: str = ""
+    skip: int = 0
+    """Matching requests let through before this fault strikes."""
 
 
 @dataclass
@@ -107,6 +109,9 @@ class ApiStandIn:
 
     async def _fault(self, request: web.Request) -> web.Response | None:
         for fault in self.faults:
+            if fault.method == request.method and fault.skip > 0:
+                fault.skip -= 1
+                return None
             if fault.method == request.method:
                 self.faults.remove(fault)
                 if fault.status == 0:
@@ -361,6 +366,18 @@ async def test_a_conflict_is_answered_by_re_reading_and_writing_again(
     assert [m for m, _ in scale_calls][:6] == ["GET", "PUT", "GET", "PUT", "GET", "PUT"]
     versions = [body["metadata"]["resourceVersion"] for _, body in scale_calls if body is not None]
     assert versions == ["1", "2", "3"], "each write carries the version it just read"
+
+
+async def test_a_change_accepted_by_the_api_server_is_reported_even_when_reading_it_back_fails(
+    api: ApiStandIn, session: KubernetesSession
+) -> None:
+    api.add("deployments", "web", 2)
+    api.faults.append(Fault("GET", 503, skip=1))  # the read before the write passes, the read after it fails
+    backend = backend_for(session, name="web")
+    after = await backend.scale(4)
+    assert after.spec_replicas == 4
+    assert api.objects[("deployments", "default", "web")].spec_replicas == 4
+    assert len(api.writes()) == 1 and api.faults == []
 
 
 async def test_a_conflict_that_outlives_the_re_reads_is_a_transient_error(

@@ -183,7 +183,14 @@ class KubernetesBackend:
                 f"scale {self._what}: still conflicting after {attempts} read-modify-write attempts", status=409
             )
         self.changed.set()
-        return await self.read()
+        try:
+            return await self.read()
+        except BackendError as exc:
+            # The write was accepted (or nothing needed writing): a failed read afterwards must not turn an
+            # applied change into a failure (retried as a whole, counted by the breaker).
+            log.warning("scaled, but reading the result failed", extra={"target": self._target, "error": str(exc)})
+            ready = self._last.ready_replicas if self._last is not None else 0
+            return Observed(spec_replicas=replicas, current_replicas=current.status, ready_replicas=ready)
 
     # -- API calls ----------------------------------------------------------------------------
 
