@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_UNRECORDED_LIMIT = 1024
+_OWED_LIMIT = 1024
 
 Action = Literal["scale_up", "scale_down", "none"]
 PublishResult = Callable[[ExecutionResult], Awaitable[None]]
@@ -98,6 +98,8 @@ class Executor:
         self._dry_run = config.dry_run
         self._unrecorded: dict[str, ExecutionResult] = {}
         """Results published but not recorded (the KV write failed): recorded when the decision comes back."""
+        self._unpublished: dict[str, ExecutionResult] = {}
+        """Results recorded but not published (the bus failed): published when the decision comes back."""
 
     # -- batches ------------------------------------------------------------------------------
 
@@ -412,6 +414,9 @@ class Executor:
         self._metrics.skips.labels(decision.target, "Duplicate").inc()
         log.info("duplicate decision ignored", extra={"decision_id": decision.id, "state": record.state})
         if record.result is not None:
+            owed = self._unpublished.pop(decision.id, None)
+            if owed is not None:
+                await self._publish(owed)
             return record.result
         remembered = self._unrecorded.pop(decision.id, None)
         if remembered is not None:  # handled and published here, but recording it failed: record it now
@@ -458,9 +463,7 @@ class Executor:
                 await self._idempotency.complete(decision.id, claim, self._record(decision, result))
             except Exception:
                 log.exception("could not record the decision outcome", extra={"decision_id": decision.id})
-                self._unrecorded[decision.id] = result
-                while len(self._unrecorded) > _UNRECORDED_LIMIT:
-                    self._unrecorded.pop(next(iter(self._unrecorded)))
+                _remember(self._unrecorded, result)
         runtime = self._targets.get(decision.target)
         if runtime is not None:
             self._metrics.set_breaker_state(decision.target, runtime.breaker.state)
@@ -483,10 +486,13 @@ class Executor:
         return result
 
     async def _publish(self, result: ExecutionResult) -> None:
+        """Publish a result; when the bus fails, remember it and raise, so the batch comes back to publish it."""
         try:
             await self._publish_result(result)
         except Exception:
             log.exception("could not publish the execution result", extra={"decision_id": result.decision_id})
+            _remember(self._unpublished, result)
+            raise
 
     def _skipped(
         self,
@@ -532,6 +538,13 @@ class Executor:
             executed_at=self._clock.now(),
             actuator=self._instance,
         )
+
+
+def _remember(owed: dict[str, ExecutionResult], result: ExecutionResult) -> None:
+    """Keep a result this instance still owes the bus or the bucket (bounded: the oldest are dropped)."""
+    owed[result.decision_id] = result
+    while len(owed) > _OWED_LIMIT:
+        owed.pop(next(iter(owed)))
 
 
 def _action(result: ExecutionResult, decision: IncomingDecision) -> Action:

@@ -536,3 +536,30 @@ async def test_an_outcome_that_could_not_be_recorded_is_recorded_when_its_decisi
     record = await store.inner.lookup(first.decision_id)
     assert record is not None and record.state == "done" and record.result == first
     assert actuator.results == [first] and actuator.backend.scale_calls == [3]
+
+
+async def test_a_result_the_bus_would_not_take_is_published_when_its_batch_comes_back(
+    make_actuator: Callable[..., Awaitable[Actuator]], clock: ManualClock
+) -> None:
+    """Recorded but not published, the decision would end without a result: the batch is put back instead, and its
+    redelivery publishes the recorded result (once) without acting again."""
+    actuator = await make_actuator()
+    keep = actuator.executor._publish_result
+    failures = [ConnectionError("nats: connection closed")]
+
+    async def flaky_publish(result: ExecutionResult) -> None:
+        if failures:
+            raise failures.pop()
+        await keep(result)
+
+    actuator.executor._publish_result = flaky_publish
+    batch = web_batch(clock)
+    with pytest.raises(RetryableError, match="batch interrupted"):
+        await actuator.executor.handle_batch(batch)
+    assert actuator.results == [] and actuator.backend.scale_calls == [3]
+
+    clock.advance(10.0)
+    [result] = await actuator.executor.handle_batch(batch)
+    assert result.status == "applied" and actuator.results == [result]
+    assert await actuator.executor.handle_batch(batch) == [result]
+    assert actuator.results == [result] and actuator.backend.scale_calls == [3]
