@@ -17,9 +17,6 @@ class ReplicaDirectory:
             return
         self._status[status.target] = status
 
-    def status(self, target: str) -> TargetStatus | None:
-        return self._status.get(target)
-
     def replicas(self, target: str) -> tuple[ReplicaStatus, ...]:
         """Replicas that run (or are starting) and so can be measured."""
         status = self._status.get(target)

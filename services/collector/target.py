@@ -78,9 +78,6 @@ class TargetState:
         self.urgent = self.urgent or crossed
         return crossed
 
-    def remove_source(self, source: str) -> None:
-        self._by_source.pop(source, None)
-
     def push(self, message: PushLike, received_at: float) -> bool:
         """Keep a pushed sample (the latest per series); True when it crossed a threshold.
 

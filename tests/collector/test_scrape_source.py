@@ -16,7 +16,7 @@ from services.collector.sources.base import SourceContext
 from services.collector.sources.scrape import ScrapeSource
 from shared.clock import ManualClock
 from shared.natsserver import free_port
-from shared.schemas import ReplicaStatus, TargetStatus
+from shared.schemas import MetricSample, ReplicaStatus, TargetStatus
 
 from .conftest import Exporter, web_status
 
@@ -164,3 +164,33 @@ async def test_label_matchers_keep_only_matching_series(
     directory.update(status_msg(exporter.url))
     [sample] = await source_for(config, http, ManualClock(), directory).collect()
     assert (sample.name, sample.value, sample.labels) == ("inflight_b", 9.0, {"route": "/b", "pod": "web-1"})
+
+
+async def test_a_counter_series_gone_from_the_exposition_is_forgotten_and_starts_over_when_back(
+    exporter_factory: ExporterFactory, http: aiohttp.ClientSession
+) -> None:
+    """Series (label sets) come and go; the rate state of one that vanished is dropped, not kept forever."""
+    exporter = await exporter_factory()
+    directory = ReplicaDirectory()
+    directory.update(web_status(("web-1", exporter.url)))
+    clock = ManualClock(100.0)
+    source = source_for(scrape_config(), http, clock, directory)
+
+    def exposition(**counts: int) -> str:
+        lines = [f'demo_requests_total{{code="{code}"}} {count}' for code, count in counts.items()]
+        return "# TYPE demo_requests_total counter\n" + "\n".join(lines) + "\n"
+
+    def rates(samples: list[MetricSample]) -> dict[str, float]:
+        return {s.labels["code"]: s.value for s in samples if s.name == "demo_requests_per_second"}
+
+    exporter.body_override = exposition(ok=10, failed=4)
+    await source.collect()
+    exporter.body_override = exposition(ok=20)
+    clock.advance(1.0)
+    assert rates(await source.collect()) == {"ok": 10.0}
+    exporter.body_override = exposition(ok=30, failed=6)
+    clock.advance(1.0)
+    assert rates(await source.collect()) == {"ok": 10.0}, "`failed` is observed anew: no rate across the gap"
+    exporter.body_override = exposition(ok=40, failed=9)
+    clock.advance(1.0)
+    assert rates(await source.collect()) == {"ok": 10.0, "failed": 3.0}

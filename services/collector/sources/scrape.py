@@ -103,6 +103,8 @@ class ScrapeSource:
                         source=self.name,
                     )
                 )
+        for tracker in rates.values():
+            tracker.forget_unseen()  # series gone from the exposition: a later return starts over
         return samples
 
     async def close(self) -> None:
