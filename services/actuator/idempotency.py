@@ -97,12 +97,24 @@ class KvIdempotencyStore:
         return record
 
 
-class DryRunIdempotencyStore:
-    """Dry-run changes nothing, the bucket included: it reads the bucket and remembers its own in memory."""
+DRY_RUN_MEMORY = 100_000
+"""Decision ids a dry-run actuator remembers (far more than the decisions stream holds in its hour)."""
 
-    def __init__(self, shared: IdempotencyStore | None) -> None:
+
+class DryRunIdempotencyStore:
+    """Dry-run changes nothing, the bucket included: it reads the bucket and remembers its own in memory,
+    the newest ``capacity`` decisions (a long dry run must not grow without bound)."""
+
+    def __init__(self, shared: IdempotencyStore | None, *, capacity: int = DRY_RUN_MEMORY) -> None:
         self._shared = shared
+        self._capacity = capacity
         self._records: dict[str, AppliedRecord] = {}
+
+    def _keep(self, record: AppliedRecord) -> None:
+        self._records.pop(record.decision_id, None)
+        self._records[record.decision_id] = record
+        while len(self._records) > self._capacity:
+            self._records.pop(next(iter(self._records)))
 
     async def lookup(self, decision_id: str) -> AppliedRecord | None:
         if decision_id in self._records:
@@ -113,17 +125,15 @@ class DryRunIdempotencyStore:
         existing = await self.lookup(decision_id)
         if existing is not None:
             return existing
-        self._records[decision_id] = AppliedRecord(
-            decision_id=decision_id, state="claimed", actuator=actuator, claimed_at=at
-        )
+        self._keep(AppliedRecord(decision_id=decision_id, state="claimed", actuator=actuator, claimed_at=at))
         return Claimed(revision=0)
 
     async def complete(self, decision_id: str, claim: Claimed, record: AppliedRecord) -> None:
-        self._records[decision_id] = record
+        self._keep(record)
 
     async def settle(self, decision_id: str, record: AppliedRecord) -> AppliedRecord:
         current = await self.lookup(decision_id)
         if current is not None and current.result is not None:
             return current
-        self._records[decision_id] = record
+        self._keep(record)
         return record

@@ -1,4 +1,4 @@
-"""The safety pieces on their own: bounds and step, rate limit, backoff, breaker, lenient intake."""
+"""The safety pieces on their own: bounds and step, rate limit, backoff, breaker, lenient intake, dry-run memory."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from services.actuator.backends.base import PermanentBackendError, TransientBackendError
 from services.actuator.breaker import CircuitBreaker
 from services.actuator.config import RetryConfig
+from services.actuator.idempotency import AppliedRecord, Claimed, DryRunIdempotencyStore
 from services.actuator.intake import IncomingBatch
 from services.actuator.kv import kv_key
 from services.actuator.ratelimit import ChangeRateLimiter, plan_change
@@ -177,3 +178,15 @@ def test_kv_keys_are_the_id_itself_when_plain_and_a_digest_otherwise() -> None:
     hashed = kv_key("ns/web.decision 7")
     assert hashed.startswith("h-") and hashed == kv_key("ns/web.decision 7")
     assert hashed != kv_key("ns/web.decision 8")
+
+
+async def test_a_dry_run_remembers_its_newest_decisions_only() -> None:
+    store = DryRunIdempotencyStore(None, capacity=3)
+    for n in range(5):
+        claim = await store.claim(f"d{n}", actuator="dry", at=float(n))
+        assert isinstance(claim, Claimed)
+        await store.complete(
+            f"d{n}", claim, AppliedRecord(decision_id=f"d{n}", state="done", actuator="dry", claimed_at=n)
+        )
+    assert [await store.lookup(f"d{n}") is not None for n in range(5)] == [False, False, True, True, True]
+    assert isinstance(await store.claim("d4", actuator="dry", at=9.0), AppliedRecord), "a remembered id stays claimed"
