@@ -147,6 +147,26 @@ async def test_lag_follows_new_messages_and_commits(kafka: KafkaBroker, http: ai
         await source.close()
 
 
+async def test_a_collection_cut_off_by_the_runners_timeout_gets_fresh_clients_next_time(
+    kafka: KafkaBroker, http: aiohttp.ClientSession
+) -> None:
+    """The runner cancels a collection at its timeout; clients cut off mid-call are not reused."""
+    orders, _ = await seed(kafka.bootstrap, "f")
+    source = lag_source(http, bootstrap_servers=kafka.bootstrap, group="f-billing", topics=[orders])
+    try:
+        assert values(await source.collect())["total"] == 3.0
+        used = source._admin
+        collecting = asyncio.create_task(source.collect())
+        await asyncio.sleep(0)  # it runs up to its first broker call
+        collecting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await collecting
+        assert values(await source.collect())["total"] == 3.0
+        assert source._admin is not None and source._admin is not used
+    finally:
+        await source.close()
+
+
 async def test_a_missing_topic_fails_the_source_with_the_reason(
     kafka: KafkaBroker, http: aiohttp.ClientSession
 ) -> None:

@@ -3,7 +3,8 @@
 The group's committed offsets come from the admin API (``OffsetFetch``); the end offsets of
 those partitions from a group-less consumer (``ListOffsets``).  Every broker call is bounded by
 the source's timeout (aiokafka's ``end_offsets`` can wait forever on a missing partition).
-Clients stay connected between collections and are rebuilt after a failure.
+Clients stay connected between collections and are rebuilt after a failure, or after a
+collection the runner cut off at its timeout.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class KafkaLagSource:
         self._context = context
         self._admin: Any = None
         self._consumer: Any = None
+        self._abandoned = False
         self._timeout_ms = max(1000, int(config.timeout_seconds * 1000))
         self.metric_names = (config.as_,)
 
@@ -109,6 +111,8 @@ class KafkaLagSource:
         return {tp: partition_lag(committed.get(tp), ends[tp], self._config.uncommitted_lag) for tp in partitions}
 
     async def collect(self) -> list[MetricSample]:
+        if self._abandoned:
+            await self.close()  # the last collection was cut off mid-call: its clients may be in any state
         try:
             lags = await self.lag_by_partition()
         except SourceError:
@@ -117,6 +121,9 @@ class KafkaLagSource:
         except Exception as exc:
             await self.close()
             raise SourceError(f"kafka: {type(exc).__name__}: {exc}") from exc
+        except asyncio.CancelledError:
+            self._abandoned = True  # the runner's timeout: rebuild the clients next time, don't wait here
+            raise
         now = self._context.clock.now()
         group = self._config.group
         samples = [
@@ -145,6 +152,7 @@ class KafkaLagSource:
         return samples
 
     async def close(self) -> None:
+        self._abandoned = False
         admin, self._admin = self._admin, None
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
