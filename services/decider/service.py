@@ -72,9 +72,12 @@ class Decider:
         self.paused: dict[str, DeciderControl] = {}
         self.tick = 0
         self.store: StateStore | None = None
+        self._restored: set[str] = set()
+        """Targets whose stored state and pause have been read (with a store, only these are evaluated)."""
         self._subscriptions: list[Subscription] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
+        self._control_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -84,9 +87,8 @@ class Decider:
         self.metrics.policies.set(len(self.registry.policies))
         if self.config.persist_state:
             self.store = await StateStore.open(self.bus.js, self.bus.subjects.bucket_name("decider_state"))
-            for target, state in (await self.store.load(self.registry.policies)).items():
-                self.views[target] = TargetView(state=state)
-            log.info("restored engine state", extra={"targets": len(self.views)})
+            await self._restore(self.store, list(self.registry.policies))
+            log.info("restored engine state", extra={"targets": len(self.views), "paused": sorted(self.paused)})
         subjects = self.bus.subjects
         self._subscriptions.append(
             await self.bus.subscribe(subjects.status_all, MessageDecoder(TargetStatus), self._on_status)
@@ -146,12 +148,29 @@ class Decider:
             await self.run_tick([snapshot.target], trigger="urgent")
 
     async def _on_control(self, control: DeciderControl, _: Msg) -> None:
-        if control.action == "pause":
-            self.paused[control.target] = control
-        else:
-            self.paused.pop(control.target, None)
-        self.metrics.paused_targets.set(len(self.paused))
-        log.info("target %sd", control.action, extra={"target": control.target, "reason": control.reason})
+        async with self._control_lock:
+            if self.store is not None:
+                await self._store_control(self.store, control)
+            if control.action == "pause":
+                self.paused[control.target] = control
+            else:
+                self.paused.pop(control.target, None)
+            self.metrics.paused_targets.set(len(self.paused))
+            log.info("target %sd", control.action, extra={"target": control.target, "reason": control.reason})
+
+    async def _store_control(self, store: StateStore, control: DeciderControl) -> None:
+        try:
+            if control.action == "pause":
+                await store.save_pause(control)
+            else:
+                await store.clear_pause(control.target)
+        except Exception as exc:
+            self.metrics.state_save_failures.inc()
+            log.warning(
+                "could not store the %s of a target; it holds until this decider restarts",
+                control.action,
+                extra={"target": control.target, "error": repr(exc)},
+            )
 
     # -- loops ------------------------------------------------------------------------------------
 
@@ -176,9 +195,7 @@ class Decider:
             try:
                 report = self.reload_policies()
                 if report.changed and self.store is not None:
-                    fresh = [t for t in self.registry.policies if t not in self.views]
-                    for target, state in (await self.store.load(fresh)).items():
-                        self.views[target] = TargetView(state=state)
+                    await self._restore(self.store, [t for t in self.registry.policies if t not in self._restored])
                 for error in report.errors:
                     await self.bus.publish(
                         self.bus.subjects.alerts("decider"),
@@ -192,6 +209,17 @@ class Decider:
                     )
             except Exception:
                 log.exception("policy reload failed")
+
+    async def _restore(self, store: StateStore, targets: list[str]) -> None:
+        """Engine state and control pauses of targets not restored yet, from the KV bucket (a target is not
+        evaluated before this, so a fresh state never overwrites the stored one)."""
+        for target, state in (await store.load(targets)).items():
+            self._view(target).state = state
+        self._restored.update(targets)
+        async with self._control_lock:  # a control message arriving meanwhile is newer than the stored pause
+            for target, control in (await store.load_pauses(targets)).items():
+                self.paused.setdefault(target, control)
+            self.metrics.paused_targets.set(len(self.paused))
 
     def reload_policies(self) -> ReloadReport:
         """Re-read the policies directory; a rejected file is logged and counted, its old policy kept."""
@@ -256,7 +284,7 @@ class Decider:
         decisions: list[Decision] = []
         for target in targets if targets is not None else list(policies):
             policy = policies.get(target)
-            if policy is None:
+            if policy is None or (self.store is not None and target not in self._restored):
                 continue
             view = self._view(target)
             observation = self.observe(view, now)

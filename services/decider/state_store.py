@@ -1,7 +1,12 @@
-"""Engine state that survives restarts: recommendation history and scale events in a JetStream KV bucket.
+"""State that survives restarts, in one JetStream KV bucket: engine state and control pauses per target.
 
-One key per target (``web``, ``shop/web``), JSON value.  Writes are throttled per target (at most one per
-``min_interval`` seconds, and always after a scale event), so a large fleet does not write every tick.
+Engine state (recommendation history, scale events, ...) is under the target's name (``web``, ``shop/web``),
+JSON; its writes are throttled per target (at most one per ``min_interval`` seconds, and always after a scale
+event), so a large fleet does not write every tick.  A control pause is under ``paused.<target>`` (a target
+name never holds a dot, so the two never clash), written when the pause arrives and deleted on resume.
+
+Keys are read one direct get at a time, for the targets that have a policy: no KV watcher (``keys()``) is
+created, so none is left behind on the service's connection.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from nats.js.kv import KeyValue
 from services.decider.engine.evaluate import TargetState
 from services.decider.engine.normalize import HpaState, Recommendation, ScaleEvent
 from services.decider.engine.rules import RuleState
+from shared.schemas import DeciderControl
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +85,10 @@ def state_key(target: str) -> str:
     return target
 
 
+def pause_key(target: str) -> str:
+    return f"paused.{target}"
+
+
 class StateStore:
     """Loads and saves TargetStates in one KV bucket."""
 
@@ -88,6 +98,7 @@ class StateStore:
         self._last_saved: dict[str, float] = {}
         self._encoder = msgspec.json.Encoder()
         self._decoder = msgspec.json.Decoder(StoredState)
+        self._pause_decoder = msgspec.json.Decoder(DeciderControl)
 
     @classmethod
     async def open(cls, js: JetStreamContext, bucket: str, *, min_interval: float = 5.0) -> StateStore:
@@ -97,18 +108,22 @@ class StateStore:
             kv = await js.create_key_value(KeyValueConfig(bucket=bucket, history=1, description="scalebus decider"))
         return cls(kv, min_interval=min_interval)
 
+    async def _value(self, key: str) -> bytes | None:
+        try:
+            entry = await self._kv.get(key)
+        except KeyNotFoundError:  # also raised for a deleted key
+            return None
+        return entry.value
+
     async def load(self, targets: Iterable[str]) -> dict[str, TargetState]:
-        """Stored states of the given targets (one direct get per key; no KV watcher is left behind)."""
+        """Stored engine states of the given targets."""
         states: dict[str, TargetState] = {}
         for target in targets:
-            try:
-                entry = await self._kv.get(state_key(target))
-            except KeyNotFoundError:
-                continue
-            if entry.value is None:
+            value = await self._value(state_key(target))
+            if value is None:
                 continue
             try:
-                stored = self._decoder.decode(entry.value)
+                stored = self._decoder.decode(value)
             except msgspec.DecodeError as exc:
                 log.warning("ignoring unreadable stored state", extra={"key": target, "error": str(exc)})
                 continue
@@ -123,6 +138,23 @@ class StateStore:
         await self._kv.put(state_key(target), self._encoder.encode(snapshot_state(target, state, now)))
         self._last_saved[target] = now
 
-    async def delete(self, target: str) -> None:
-        await self._kv.delete(state_key(target))
-        self._last_saved.pop(target, None)
+    async def load_pauses(self, targets: Iterable[str]) -> dict[str, DeciderControl]:
+        """Control pauses in force for the given targets."""
+        pauses: dict[str, DeciderControl] = {}
+        for target in targets:
+            value = await self._value(pause_key(target))
+            if value is None:
+                continue
+            try:
+                control = self._pause_decoder.decode(value)
+            except msgspec.DecodeError as exc:
+                log.warning("ignoring unreadable stored pause", extra={"key": target, "error": str(exc)})
+                continue
+            pauses[control.target] = control
+        return pauses
+
+    async def save_pause(self, control: DeciderControl) -> None:
+        await self._kv.put(pause_key(control.target), self._encoder.encode(control))
+
+    async def clear_pause(self, target: str) -> None:
+        await self._kv.delete(pause_key(target))

@@ -294,3 +294,55 @@ async def test_a_control_pause_with_replicas_holds_the_target_at_that_size(
     batch = await decider.run_tick()
     assert batch is not None
     assert [(d.desired_replicas, d.reason) for d in batch.decisions] == [(5, "Paused")]
+
+
+async def test_a_control_pause_and_its_resume_survive_a_restart(
+    bus: Bus, make_decider: DeciderFactory, clock: ManualClock
+) -> None:
+    """Control pauses are kept in the decider's KV bucket: a restarted decider still holds a paused target at
+    its pausedReplicas, and a resume given before the next restart is not undone by the stored pause."""
+    first = await make_decider()
+    await bus.publish(
+        bus.subjects.decider_control, DeciderControl(action="pause", target="web", replicas=3, reason="freeze")
+    )
+    await wait_for(lambda: "web" in first.paused)
+    await first.stop()
+
+    second = await make_decider()
+    assert second.paused["web"].replicas == 3
+    now = clock.now()
+    await bus.publish(bus.subjects.status("web"), web_status(now, 2))
+    await bus.publish(bus.subjects.snapshots("web"), web_snapshot(now, {"web-0": 30.0, "web-1": 30.0}))
+    view = second._view("web")
+    await wait_for(lambda: view.status is not None and view.snapshot is not None)
+    batch = await second.run_tick()
+    assert batch is not None
+    assert [(d.desired_replicas, d.reason) for d in batch.decisions] == [(3, "Paused")]
+
+    await bus.publish(bus.subjects.decider_control, DeciderControl(action="resume", target="web"))
+    await wait_for(lambda: "web" not in second.paused)
+    await second.stop()
+    third = await make_decider()
+    assert "web" not in third.paused
+
+
+async def test_a_target_seen_before_its_policy_gets_its_stored_pause_when_the_policy_arrives(
+    bus: Bus, make_decider: DeciderFactory, clock: ManualClock, policy_dir: Path
+) -> None:
+    """The stored state of a target is read when a reload adds its policy, even when its status arrived first
+    (the decider already had a view of it), and the target is not evaluated before that."""
+    first = await make_decider()
+    await bus.publish(bus.subjects.decider_control, DeciderControl(action="pause", target="api", replicas=2))
+    await wait_for(lambda: "api" in first.paused)
+    await first.stop()
+
+    second = await make_decider(reload_interval_seconds=0.05)
+    assert "api" not in second.paused, "api has no policy yet: its pause is not read"
+    api_status = msgspec.structs.replace(web_status(clock.now(), 1), target="api")
+    await bus.publish(bus.subjects.status("api"), api_status)
+    await wait_for(lambda: second._view("api").status is not None)
+    (policy_dir / "api.yaml").write_text((policy_dir / "web.yaml").read_text().replace("name: web", "name: api"))
+    await wait_for(lambda: "api" in second.paused)
+    batch = await second.run_tick(["api"])
+    assert batch is not None
+    assert [(d.target, d.desired_replicas, d.reason) for d in batch.decisions] == [("api", 2, "Paused")]
