@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -17,7 +18,7 @@ from services.actuator.kv import open_bucket
 from services.actuator.lease import LeaseManager
 from shared.bus import Bus
 from shared.clock import SystemClock
-from shared.schemas import DeadLetter, Decision, DecisionBatch, ExecutionResult, TargetStatus
+from shared.schemas import Alert, DeadLetter, Decision, DecisionBatch, ExecutionResult, TargetStatus
 
 Eventually = Callable[..., Awaitable[None]]
 
@@ -324,3 +325,31 @@ async def test_a_decision_put_back_until_its_last_delivery_because_of_a_foreign_
     await eventually(lambda: service.metrics.skips.labels("web", "Duplicate")._value.get() == 1, within=15.0)
     assert (await service.targets["web"].backend.read()).spec_replicas == 1, "a skipped decision never acts later"
     assert len(results_for(results, wanted.id)) == 1
+
+
+async def test_three_failed_decisions_open_the_breaker_publish_an_alert_and_pause_the_target(
+    bus: Bus, actuators: Any, listen: Any, eventually: Eventually, tmp_path: Path
+) -> None:
+    """The injected failure: the target's command cannot be started, a permanent error on every scale."""
+    results = await listen(bus.subjects.results_all, ExecutionResult)
+    alerts = await listen(bus.subjects.alerts("actuator"), Alert)
+    statuses = await listen(bus.subjects.status("web"), TargetStatus)
+    config = actuator_config([str(tmp_path / "no-such-command")])
+    config["targets"][0].update(min_replicas=0)
+    config["targets"][0]["backend"].update(initial_replicas=0, health_path="")
+    service = await actuators.start(config)
+
+    wanted = [decision(n) for n in (1, 2, 3, 4)]
+    for item in wanted:
+        await publish_batch(bus, item)
+        await eventually(lambda item=item: len(results_for(results, item.id)) == 1, within=15.0)
+    outcomes = [results_for(results, item.id)[0] for item in wanted]
+    assert [r.status for r in outcomes] == ["failed", "failed", "failed", "skipped"]
+    assert "cannot start web-0" in outcomes[0].error
+    assert outcomes[3].reason.startswith("BreakerOpen: target paused after 3 consecutive failures")
+
+    await eventually(lambda: len(alerts.messages) == 1)
+    alert = alerts.messages[0]
+    assert (alert.target, alert.code, alert.severity) == ("web", "BreakerOpen", "critical")
+    await eventually(lambda: any(s.paused and s.breaker == "open" for s in statuses.messages))
+    assert service.metrics.alerts.labels("BreakerOpen")._value.get() == 1
