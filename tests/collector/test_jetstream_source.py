@@ -68,9 +68,12 @@ async def test_a_separate_nats_url_gets_its_own_connection(
         source = make_source(bus, http, url=bus_config.url, **{"as": "orders_backlog"})
         try:
             [sample] = await source.collect()
+            own = source._own
+            assert own is not None and own is not bus.nc and own.is_connected
         finally:
             await source.close()
     assert (sample.name, sample.value) == ("orders_backlog", 5.0)
+    assert own.is_closed, "close() closes the source's own connection"
 
 
 async def test_a_missing_consumer_fails_the_source_and_becomes_an_error_sample(bus: Bus, orders_stream: None) -> None:
