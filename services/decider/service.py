@@ -105,10 +105,13 @@ class Decider:
 
     async def stop(self) -> None:
         self._stopping.set()
-        for sub in self._subscriptions:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
-        self._subscriptions.clear()
+        # Unsubscribing cancels a handler that is still running: let an in-flight control message or urgent
+        # tick finish first (a handler still waiting for a lock is dropped, as an unread message would be).
+        async with self._control_lock, self._lock:
+            for sub in self._subscriptions:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+            self._subscriptions.clear()
         await asyncio.gather(*(cancel_and_wait(task) for task in self._tasks))
         self._tasks.clear()
         async with self._lock:
