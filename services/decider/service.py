@@ -196,7 +196,7 @@ class Decider:
         while not self._stopping.is_set():
             await asyncio.sleep(self.config.reload_interval_seconds)
             try:
-                report = self.reload_policies()
+                report = await self.reload_policies()
                 if report.changed and self.store is not None:
                     await self._restore(self.store, [t for t in self.registry.policies if t not in self._restored])
                 for error in report.errors:
@@ -224,9 +224,10 @@ class Decider:
                 self.paused.setdefault(target, control)
             self.metrics.paused_targets.set(len(self.paused))
 
-    def reload_policies(self) -> ReloadReport:
-        """Re-read the policies directory; a rejected file is logged and counted, its old policy kept."""
-        report = self.registry.reload()
+    async def reload_policies(self) -> ReloadReport:
+        """Re-read the policies directory (in a worker thread: it reads files); a rejected file is logged and
+        counted, its old policy kept."""
+        report = await asyncio.to_thread(self.registry.reload)
         for error in report.errors:
             self.metrics.policy_reload_failures.inc()
             log.error(
