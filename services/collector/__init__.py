@@ -4,7 +4,7 @@ How it works (``service.Collector``):
 
 - **Sources** (``sources/``, one module each behind the ``sources.base.Source`` protocol):
   ``scrape`` (Prometheus-text endpoints, counters turned into per-replica rates), ``prometheus``
-  (PromQL instant queries), ``process`` (CPU and memory of local replica processes),
+  (PromQL instant queries), ``process`` (CPU and memory of local replica processes, plus configured requests),
   ``jetstream`` (consumer backlog), ``kafka`` (consumer-group lag) and ``kubernetes``
   (``metrics.k8s.io`` pod usage and requests).  Replicas, their endpoints and pids come from the
   actuator's TargetStatus messages (``discovery``).
