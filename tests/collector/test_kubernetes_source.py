@@ -206,3 +206,17 @@ async def test_a_missing_kubeconfig_fails_the_source_with_the_reason(
             await source.collect()
     finally:
         await source.close()
+
+
+async def test_without_a_kubeconfig_outside_a_cluster_the_source_fails_with_the_reason(
+    api_server: FakeApiServer, http: aiohttp.ClientSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No kubeconfig means in-cluster configuration, which needs the service environment of a pod."""
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_PORT", raising=False)
+    source = make_source(api_server, http, tmp_path, kubeconfig="")
+    try:
+        with pytest.raises(SourceError, match="kubernetes config: Service host/port is not set"):
+            await source.collect()
+    finally:
+        await source.close()

@@ -79,7 +79,8 @@ class KubernetesPodSource:
                 )
             else:
                 configuration = k8s.Configuration()
-                k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+                # Synchronous file reads (service-account token and CA): off the event loop.
+                await asyncio.to_thread(k8s_config.load_incluster_config, client_configuration=configuration)
                 self._api = k8s.ApiClient(configuration=configuration)
         return self._api
 
