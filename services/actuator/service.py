@@ -198,7 +198,21 @@ class ActuatorService:
 
     async def _on_batch(self, batch: IncomingBatch, msg: Msg) -> None:
         assert self.executor is not None
-        await self.executor.handle_batch(batch, last_delivery=self._last_delivery(msg))
+        heartbeat = asyncio.create_task(self._keep_in_progress(msg), name="actuator-batch-heartbeat")
+        try:
+            await self.executor.handle_batch(batch, last_delivery=self._last_delivery(msg))
+        finally:
+            await cancel_and_wait(heartbeat)
+
+    async def _keep_in_progress(self, msg: Msg) -> None:
+        """A batch can take longer than ack_wait (retries, slow API): tell JetStream it is still being worked on,
+        or it hands the batch to another instance meanwhile."""
+        while True:
+            await asyncio.sleep(self._config.consumer.ack_wait_seconds / 3)
+            try:
+                await msg.in_progress()
+            except Exception as exc:  # the next beat tries again; at worst the batch is redelivered
+                log.warning("could not extend the batch's ack deadline", extra={"error": repr(exc)})
 
     def _last_delivery(self, msg: Msg) -> bool:
         """True when JetStream will not deliver this message again if it is put back."""

@@ -3,6 +3,7 @@ status on a real nats-server."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -353,3 +354,54 @@ async def test_three_failed_decisions_open_the_breaker_publish_an_alert_and_paus
     assert (alert.target, alert.code, alert.severity) == ("web", "BreakerOpen", "critical")
     await eventually(lambda: any(s.paused and s.breaker == "open" for s in statuses.messages))
     assert service.metrics.alerts.labels("BreakerOpen")._value.get() == 1
+
+
+class SlowScale:
+    """Wraps a target's backend so that each change takes ``seconds`` (a slow API server, a long retry)."""
+
+    def __init__(self, inner: Any, seconds: float) -> None:
+        self._inner = inner
+        self._seconds = seconds
+        self.kind, self.endpoint, self.success_status, self.changed = (
+            inner.kind,
+            inner.endpoint,
+            inner.success_status,
+            inner.changed,
+        )
+
+    async def start(self) -> None:
+        await self._inner.start()
+
+    async def stop(self) -> None:
+        await self._inner.stop()
+
+    async def read(self) -> Any:
+        return await self._inner.read()
+
+    async def scale(self, replicas: int) -> Any:
+        await asyncio.sleep(self._seconds)
+        return await self._inner.scale(replicas)
+
+
+async def test_a_batch_taking_longer_than_ack_wait_is_not_handed_to_another_instance_meanwhile(
+    bus: Bus, actuators: Any, listen: Any, replica_command: Callable[..., list[str]], eventually: Eventually
+) -> None:
+    """Two instances share one durable consumer; the batch's change takes 2.5 ack_waits.  The handling instance
+    keeps the batch marked in progress, so JetStream never redelivers it to the other one."""
+    results = await listen(bus.subjects.results_all, ExecutionResult)
+    consumer = {"durable": "shared", "ack_wait_seconds": 1.0, "lease_busy_delay_seconds": 0.1}
+    pair = [
+        await actuators.start(actuator_config(replica_command(), consumer=consumer), instance=f"actuator-{n}")
+        for n in (1, 2)
+    ]
+    for service in pair:
+        service.targets["web"].backend = SlowScale(service.targets["web"].backend, 2.5)
+    wanted = decision(2)
+    await publish_batch(bus, wanted)
+
+    await eventually(lambda: len(results_for(results, wanted.id)) == 1, within=15.0)
+    assert results_for(results, wanted.id)[0].status == "applied"
+    await publish_batch(bus, decision(1, decision_id="marker"))  # handled after anything redelivered before it
+    await eventually(lambda: len(results_for(results, "marker")) == 1, within=15.0)
+    redelivered = sum(s.metrics.skips.labels("web", "Duplicate")._value.get() for s in pair)
+    assert redelivered == 0, "the batch came back while it was being handled"
