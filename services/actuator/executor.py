@@ -411,7 +411,7 @@ class Executor:
         being handled by its claimer (it comes back later) or was orphaned by a claimer that stopped
         mid-way: that one is settled with a result saying so, once.
         """
-        self._metrics.skips.labels(decision.target, "Duplicate").inc()
+        self._metrics.skips.labels(self._target_label(decision), "Duplicate").inc()
         log.info("duplicate decision ignored", extra={"decision_id": decision.id, "state": record.state})
         if record.result is not None:
             owed = self._unpublished.pop(decision.id, None)
@@ -454,7 +454,7 @@ class Executor:
     async def _finish(
         self, decision: IncomingDecision, claim: Claimed | None, result: ExecutionResult, *, record: bool
     ) -> ExecutionResult:
-        label = decision.target if decision.target in self._targets else "_unknown"
+        label = self._target_label(decision)
         self._metrics.actuations.labels(label, _action(result, decision), result.status).inc()
         if result.status == "skipped":
             self._metrics.skips.labels(label, result.reason.split(":", 1)[0]).inc()
@@ -484,6 +484,10 @@ class Executor:
         )
         await self._publish(result)
         return result
+
+    def _target_label(self, decision: IncomingDecision) -> str:
+        """The target as a metric label: unknown targets share one (labels must stay few)."""
+        return decision.target if decision.target in self._targets else "_unknown"
 
     async def _publish(self, result: ExecutionResult) -> None:
         """Publish a result; when the bus fails, remember it and raise, so the batch comes back to publish it."""

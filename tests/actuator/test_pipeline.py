@@ -473,6 +473,9 @@ async def test_a_rejected_decision_delivered_again_gets_no_second_result(
     again = applied(await actuator.executor.execute(unknown))
     assert first.reason.startswith("UnknownTarget:") and again == first
     assert actuator.results == [first]
+    skips = actuator.metrics.skips
+    assert skips.labels("_unknown", "Duplicate")._value.get() == 1, "unknown targets share one metric label"
+    assert skips.labels("nosuch", "Duplicate")._value.get() == 0
 
 
 async def test_a_decision_claimed_by_an_instance_that_died_mid_way_is_put_back_then_settled_with_one_result(
