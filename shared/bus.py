@@ -263,13 +263,27 @@ class Bus:
                     log.warning("fetch failed", extra={"subject": subject, "error": repr(exc)})
                     await asyncio.sleep(0.5)
                     continue
-                for msg in msgs:
-                    await self._handle_persistent(msg, decoder, handler)
+                await self._handle_fetched(msgs, decoder, handler, ack_wait)
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
             with contextlib.suppress(ValueError):
                 self._pull_subscriptions.remove(sub)
+
+    async def _handle_fetched(
+        self, msgs: list[Msg], decoder: MessageDecoder[T], handler: Handler[T], ack_wait: float
+    ) -> None:
+        """Handle a fetched batch in order; the messages still waiting are told "in progress" every
+        ``ack_wait / 3`` so the server does not redeliver them to another consumer meanwhile."""
+        loop = asyncio.get_running_loop()
+        refreshed = loop.time()
+        for index, msg in enumerate(msgs):
+            if loop.time() - refreshed >= ack_wait / 3:
+                for waiting in msgs[index:]:
+                    with contextlib.suppress(Exception):
+                        await waiting.in_progress()
+                refreshed = loop.time()
+            await self._handle_persistent(msg, decoder, handler)
 
     async def _handle_persistent(self, msg: Msg, decoder: MessageDecoder[T], handler: Handler[T]) -> None:
         if self._metrics:

@@ -192,3 +192,43 @@ async def test_published_messages_are_plain_json_any_client_can_read(bus: Bus) -
     inbox = await collect(bus, bus.subjects.metrics("web"))
     await bus.publish(bus.subjects.metrics("web"), MetricPush(target="web", name="q", value=2.5))
     assert (await next_message(inbox)).data == encode(MetricPush(target="web", name="q", value=2.5))
+
+
+async def test_messages_waiting_in_a_fetched_batch_are_not_handed_to_another_instance_meanwhile(
+    bus: Bus, bus_config: BusConfig
+) -> None:
+    """Two instances share one durable consumer (as two actuators do). The first fetched a batch whose handling
+    takes longer than ack_wait in total; the second must not receive the messages still waiting in that batch."""
+    stream = bus.subjects.stream_name("decisions")
+    first_handled: list[str] = []
+    second_handled: list[str] = []
+    stop = asyncio.Event()
+    first_done_one = asyncio.Event()
+
+    async def slow_handler(message: DecisionBatch, _: Msg) -> None:
+        await asyncio.sleep(0.8)
+        first_handled.append(message.batch_id)
+        first_done_one.set()
+        if len(first_handled) == 4:
+            stop.set()
+
+    async def other_handler(message: DecisionBatch, _: Msg) -> None:
+        second_handled.append(message.batch_id)
+
+    for index in range(4):
+        await bus.publish_persistent(bus.subjects.decisions, batch(f"b{index}"))
+    decoder = MessageDecoder(DecisionBatch)
+    subject = bus.subjects.decisions
+    first = asyncio.create_task(
+        bus.consume(subject, "shared", decoder, slow_handler, stream=stream, stop=stop, batch=4, ack_wait=1.5)
+    )
+    await asyncio.wait_for(first_done_one.wait(), timeout=10)
+    other_bus = await Bus.connect(bus_config, service="test", instance="second")
+    second = asyncio.create_task(
+        other_bus.consume(subject, "shared", decoder, other_handler, stream=stream, stop=stop, batch=4, ack_wait=1.5)
+    )
+    await asyncio.wait_for(first, timeout=20)
+    await asyncio.wait_for(second, timeout=5)
+    await other_bus.close()
+    assert first_handled == ["b0", "b1", "b2", "b3"]
+    assert second_handled == []
