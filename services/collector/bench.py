@@ -225,6 +225,7 @@ async def run() -> int:
             registry=CollectorRegistry(),
             clock=SystemClock(),
             config_dir=Path("."),
+            push_bus_config=bus_config,  # as deployed: pushes on a connection of their own
         )
         await collector.start()
         try:

@@ -18,6 +18,7 @@ async def build(config: CollectorConfig, runtime: Runtime, config_path: Path) ->
         registry=runtime.registry,
         clock=runtime.clock,
         config_dir=config_path.parent,
+        push_bus_config=config.service.bus,
     )
 
 

@@ -31,6 +31,7 @@ from services.collector.target import PushLimitExceeded, TargetState
 from shared.bus import Bus
 from shared.clock import Clock
 from shared.codec import MessageDecoder
+from shared.config import BusConfig
 from shared.errors import PermanentError
 from shared.schemas import MetricSample, TargetStatus
 from shared.tasks import cancel_and_wait
@@ -50,7 +51,9 @@ class Collector:
         registry: CollectorRegistry,
         clock: Clock,
         config_dir: Path,
+        push_bus_config: BusConfig | None = None,
     ) -> None:
+        """``push_bus_config``: pushes arrive on a connection of their own (see :meth:`start`); None: on ``bus``."""
         self._config = config
         self._bus = bus
         self._subjects = bus.subjects
@@ -64,6 +67,8 @@ class Collector:
         self.states: dict[str, TargetState] = {}
         self._runners: dict[str, list[SourceRunner]] = {}
         self._subscriptions: list[Subscription] = []
+        self._push_bus_config = push_bus_config
+        self._push_bus: Bus | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._forward = asyncio.Event()
         self._reconcile_lock = asyncio.Lock()
@@ -250,10 +255,17 @@ class Collector:
             await self._bus.subscribe(self._subjects.status_all, MessageDecoder(TargetStatus), self._on_status)
         )
         if self._config.push.enabled:
+            # Pushes get a connection of their own: a publisher flood that makes it a slow consumer (nats-server
+            # then cuts it off) must not cost the statuses, snapshots and heartbeats on the main connection.
+            push_bus = self._bus
+            if self._push_bus_config is not None:
+                push_bus = self._push_bus = await Bus.connect(
+                    self._push_bus_config, service="collector", instance=f"{self.instance}-pushes"
+                )
             # A raw subscription: ownership is checked on the subject before decoding, so with several
             # collectors only the target's owner decodes a push (and dead-letters it if malformed).
             self._subscriptions.append(
-                await self._bus.nc.subscribe(self._subjects.metrics_all, cb=self._on_push_message)
+                await push_bus.nc.subscribe(self._subjects.metrics_all, cb=self._on_push_message)
             )
         if self.membership is not None:
             await self.membership.start()
@@ -280,3 +292,6 @@ class Collector:
         if self._http is not None:
             await self._http.close()
             self._http = None
+        if self._push_bus is not None:
+            await self._push_bus.close()
+            self._push_bus = None

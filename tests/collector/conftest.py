@@ -135,7 +135,8 @@ ServiceStarter = Callable[..., Awaitable[asyncio.subprocess.Process]]
 
 @pytest.fixture
 async def collector_factory(bus_config: BusConfig, tmp_path: Path) -> AsyncIterator[CollectorFactory]:
-    """Starts Collector instances, each with its own bus connection; stops them at the end."""
+    """Starts Collector instances, each with its own bus connections (main and pushes, as `main` does); stops them
+    at the end."""
     running: list[tuple[Collector, Bus]] = []
 
     async def make(config: CollectorConfig, instance: str = "collector-test") -> Collector:
@@ -147,6 +148,7 @@ async def collector_factory(bus_config: BusConfig, tmp_path: Path) -> AsyncItera
             registry=CollectorRegistry(),
             clock=SystemClock(),
             config_dir=tmp_path,
+            push_bus_config=bus_config,
         )
         await collector.start()
         running.append((collector, collector_bus))

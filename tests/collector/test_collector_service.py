@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 
 import msgspec
@@ -304,3 +306,42 @@ async def test_the_collector_keeps_working_across_a_nats_server_restart(
     exporter.inflight = 9
     after = await snapshots.wait_for(lambda s: pods(s, "demo_inflight_requests") == {"web-1": 9.0}, within=15.0)
     assert after.target == "web"
+
+
+FLOOD = """
+import asyncio, sys
+import nats
+
+async def flood(url: str) -> None:
+    client = await nats.connect(url, pending_size=256 * 1024 * 1024)
+    payload = ('{"target": "flood", "name": "q", "value": 1, "labels": {"pad": "%s"}}' % ("x" * 500_000)).encode()
+    for _ in range(200):  # 100 MB: more than nats-server's 64 MB max_pending of a consumer
+        await client.publish("scalebus.metrics.flood", payload)
+    await client.flush(timeout=20)
+    await client.close()
+
+asyncio.run(flood(sys.argv[1]))
+"""
+
+
+async def test_a_push_flood_that_gets_the_push_connection_cut_off_spares_the_main_connection(
+    bus: Bus, bus_config: BusConfig, snapshots: SnapshotListener, collector_factory: CollectorFactory
+) -> None:
+    """nats-server disconnects a consumer that falls more than 64 MB behind. Pushes have a connection of their
+    own, so a flood costs only that one (it reconnects), never the statuses, snapshots and heartbeats."""
+    collector = await collector_factory(config_from({"snapshot_interval_seconds": 0.2, "targets": [{"name": "web"}]}))
+    await snapshots.wait_for(lambda s: s.target == "web", within=5.0)
+    main_nc, push_nc = collector._bus.nc, collector._push_bus.nc  # type: ignore[union-attr]
+    assert push_nc is not main_nc
+    # The collector's event loop stands still (as if busy) while another process floods the push subject.
+    subprocess.run([sys.executable, "-c", FLOOD, bus_config.url], check=True, timeout=60)  # noqa: ASYNC221 (on purpose)
+    for _ in range(100):  # bounded: at most ~10 s for the push connection to be cut off and come back
+        if push_nc.stats["reconnects"] >= 1 and push_nc.is_connected:
+            break
+        await asyncio.sleep(0.1)
+    assert push_nc.stats["reconnects"] >= 1, "the flood got the push connection cut off"
+    assert main_nc.stats["reconnects"] == 0 and main_nc.is_connected
+    mark = len(snapshots.snapshots)
+    await bus.nc.publish("scalebus.metrics.orders", b'{"target": "orders", "name": "queue_depth", "value": 3}')
+    await snapshots.wait_for(lambda s: s.target == "orders", within=5.0)
+    assert any(s.target == "web" for s in snapshots.snapshots[mark:])
