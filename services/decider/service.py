@@ -32,6 +32,9 @@ from shared.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
+PERSIST_CONCURRENCY = 128
+"""KV writes of engine state in flight at once (a large fleet saves thousands of targets every few seconds)."""
+
 
 @dataclass(slots=True)
 class TargetView:
@@ -376,17 +379,28 @@ class Decider:
             return batch
 
     async def _persist(self, *, force: bool = False) -> None:
-        if self.store is None:
+        """Save the engine state of the targets that are due, a bounded number of writes at a time.
+
+        The due list is taken before the first await: status and snapshot handlers add views meanwhile.
+        """
+        store = self.store
+        if store is None:
             return
         now = self.clock.now()
-        for target, view in self.views.items():
-            if target not in self.registry.policies:
-                continue
-            if not self.store.due(target, now, force=force or view.scaled):
-                continue
-            try:
-                await self.store.save(target, view.state, now)
-                view.scaled = False
-            except Exception as exc:
-                self.metrics.state_save_failures.inc()
-                log.warning("could not save engine state", extra={"target": target, "error": repr(exc)})
+        policies = self.registry.policies
+        due = [
+            (target, view)
+            for target, view in self.views.items()
+            if target in policies and store.due(target, now, force=force or view.scaled)
+        ]
+        for start in range(0, len(due), PERSIST_CONCURRENCY):
+            chunk = due[start : start + PERSIST_CONCURRENCY]
+            results = await asyncio.gather(
+                *(store.save(target, view.state, now) for target, view in chunk), return_exceptions=True
+            )
+            for (target, view), result in zip(chunk, results, strict=True):
+                if isinstance(result, BaseException):
+                    self.metrics.state_save_failures.inc()
+                    log.warning("could not save engine state", extra={"target": target, "error": repr(result)})
+                else:
+                    view.scaled = False

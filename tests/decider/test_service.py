@@ -346,3 +346,17 @@ async def test_a_target_seen_before_its_policy_gets_its_stored_pause_when_the_po
     batch = await second.run_tick(["api"])
     assert batch is not None
     assert [(d.target, d.desired_replicas, d.reason) for d in batch.decisions] == [("api", 2, "Paused")]
+
+
+async def test_engine_state_is_saved_while_statuses_of_unseen_targets_arrive(make_decider: DeciderFactory) -> None:
+    """Saving awaits KV writes; a status or snapshot of a target never seen before adds a view meanwhile, and
+    the save neither fails on that nor skips the targets that were due."""
+    decider = await make_decider()
+    decider._view("web")
+    saving = asyncio.create_task(decider._persist(force=True))
+    await asyncio.sleep(0)  # the save now waits for the KV
+    decider._view("newcomer")
+    await saving
+    assert decider.store is not None
+    assert list(await decider.store.load(["web"])) == ["web"]
+    assert decider.metrics.state_save_failures._value.get() == 0
