@@ -1,6 +1,6 @@
 """How many targets the engine evaluates per second on one core (``make bench``; goal >= 10,000/s).
 
-Bounded: each scenario runs for about two seconds.  Targets carry 4 pods each; the HPA scenario uses a
+Bounded: each of the three scenarios runs for about two seconds.  Targets carry 4 pods each; the HPA scenario uses a
 Pods metric with behavior, the mixed one adds a CPU Utilization metric and a composite rule.  Each target
 starts with a full scale-down stabilization window of recommendations (one per 1 s tick, as the service
 records them), so the figures are those of a decider in steady state, not of a fresh one.  The second figure
@@ -42,7 +42,7 @@ MIXED = (
 )
 
 
-def build_policy(name: str, metrics: str) -> TargetPolicy:
+def build_policy(name: str, metrics: str, *, scale_down_window: int = 60) -> TargetPolicy:
     text = f"""\
 apiVersion: autoscaling/v2
 kind: HorizontalPodAutoscaler
@@ -52,7 +52,7 @@ spec:
   minReplicas: 1
   maxReplicas: 50
   behavior:
-    scaleDown: {{stabilizationWindowSeconds: 60}}
+    scaleDown: {{stabilizationWindowSeconds: {scale_down_window}}}
 {metrics}"""
     (policy,) = parse_policies(text, file=f"{name}.yaml", settings=ControllerSettings())
     return policy
@@ -93,9 +93,9 @@ def warm_state(policy: TargetPolicy, now: float) -> TargetState:
     return state
 
 
-def measure(name: str, metrics: str) -> tuple[float, float]:
+def measure(name: str, metrics: str, *, scale_down_window: int = 60) -> tuple[float, float]:
     """(evaluations/s, evaluations/s counting the Observation building) in steady state."""
-    template = build_policy("t0", metrics)
+    template = build_policy("t0", metrics, scale_down_window=scale_down_window)
     policies = [dataclasses.replace(template, name=f"t{i}", target=f"t{i}") for i in range(TARGETS)]
     now = 1_700_000_000.0
     states = [warm_state(policy, now) for policy in policies]
@@ -132,8 +132,12 @@ def measure(name: str, metrics: str) -> tuple[float, float]:
 def main() -> int:
     hpa = measure("HPA Pods metric + behavior, 4 pods", PODS_METRIC)
     mixed = measure("Pods + CPU utilization + rule, 4 pods", MIXED)
+    # The stabilization scan grows with the window: 300 recommendations at the HPA's default 300 s window.
+    default_window = measure(
+        "Pods + CPU utilization + rule, 4 pods, default 300 s scale-down window", MIXED, scale_down_window=300
+    )
     goal = 10_000
-    worst = min(*hpa, *mixed)
+    worst = min(*hpa, *mixed, *default_window)
     print(f"goal >= {goal:,}/s (slowest figure {worst:,.0f}/s): {'met' if worst >= goal else 'NOT met'}")
     return 0
 
