@@ -199,7 +199,21 @@ class Bus:
             except Exception:
                 log.exception("handler failed", extra={"subject": msg.subject})
 
-        return await self.nc.subscribe(subject, queue=queue, cb=on_message)
+        subscription = await self.nc.subscribe(subject, queue=queue, cb=on_message)
+        await self.subscriptions_registered()
+        return subscription
+
+    async def subscriptions_registered(self) -> None:
+        """Return once the server has every subscription made so far on this connection.
+
+        One ``flush()`` is not enough with nats-py 2.16: it writes its PING straight to the socket while
+        SUB commands may still wait in the client's buffer for its flusher task, so the PONG can come back
+        before the server has read the SUBs and a message published right after is dropped. While the
+        first flush waits for its PONG the flusher writes the buffered SUBs; the second PING goes out
+        after them, so its PONG means the server has them.
+        """
+        await self.nc.flush()
+        await self.nc.flush()
 
     # -- JetStream --------------------------------------------------------------------------
 

@@ -52,19 +52,6 @@ class TargetView:
     scaled: bool = False
 
 
-async def subscriptions_registered(bus: Bus) -> None:
-    """Return once the server has every subscription made so far on ``bus``.
-
-    One ``flush()`` is not enough with nats-py 2.16: it writes its PING straight to the socket while the SUB
-    commands still wait in the client's buffer for its flusher task, so the PONG can come back before the server
-    has read the SUBs, and a message published right after is dropped (seen in about 1 start in 50 under load).
-    While the first flush waits for its PONG the flusher writes the buffered SUBs; the second PING is written
-    after them, so its PONG means the server has processed them.
-    """
-    await bus.nc.flush()
-    await bus.nc.flush()
-
-
 class Decider:
     """Service object: ``start()`` subscribes and starts the loops, ``stop()`` ends them."""
 
@@ -115,7 +102,6 @@ class Decider:
         self._subscriptions.append(
             await self.bus.subscribe(subjects.decider_control, MessageDecoder(DeciderControl), self._on_control)
         )
-        await subscriptions_registered(self.bus)
         self._tasks.append(asyncio.create_task(self._tick_loop(), name="decider-tick"))
         self._tasks.append(asyncio.create_task(self._reload_loop(), name="decider-reload"))
 

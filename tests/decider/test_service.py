@@ -11,7 +11,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from services.decider.service import Decider, subscriptions_registered
+from services.decider.service import Decider
 from shared.bus import Bus
 from shared.clock import ManualClock
 from shared.schemas import (
@@ -127,7 +127,7 @@ async def test_a_malformed_snapshot_is_dead_lettered_and_the_service_keeps_runni
         await letters.put(msgspec.json.decode(msg.data, type=DeadLetter))  # type: ignore[attr-defined]
 
     await bus.nc.subscribe(bus.subjects.dead_letter("decider"), cb=on_letter)
-    await subscriptions_registered(bus)
+    await bus.subscriptions_registered()
     await bus.nc.publish(bus.subjects.snapshots("web"), b'{"kind": "metric_snapshot", "target": "web"}')
     letter = await asyncio.wait_for(letters.get(), timeout=10)
     assert letter.subject == bus.subjects.snapshots("web")
@@ -148,7 +148,7 @@ async def test_a_snapshot_for_another_target_on_a_subject_is_rejected_to_the_dea
         await letters.put(msg.data)  # type: ignore[attr-defined]
 
     await bus.nc.subscribe(bus.subjects.dead_letter("decider"), cb=on_letter)
-    await subscriptions_registered(bus)
+    await bus.subscriptions_registered()
     await bus.publish(bus.subjects.snapshots("api"), web_snapshot(clock.now(), {"web-0": 1.0}))
     letter = msgspec.json.decode(await asyncio.wait_for(letters.get(), timeout=10), type=DeadLetter)
     assert "arrived on" in letter.reason
@@ -164,7 +164,7 @@ async def test_a_rejected_reload_is_logged_counted_and_alerted_while_the_old_pol
         await alerts.put(msgspec.json.decode(msg.data, type=Alert))
 
     await bus.nc.subscribe(bus.subjects.alerts("decider"), cb=on_alert)
-    await subscriptions_registered(bus)
+    await bus.subscriptions_registered()
     web = policy_dir / "web.yaml"
     web.write_text(web.read_text().replace("maxReplicas: 8", "maxReplicas: many"))
     alert = await asyncio.wait_for(alerts.get(), timeout=10)
