@@ -227,15 +227,17 @@ async def test_a_broker_outage_is_an_error_and_the_source_recovers_when_it_retur
             with pytest.raises(SourceError, match="kafka"):
                 await asyncio.wait_for(source.collect(), timeout=30.0)
             await asyncio.to_thread(broker.restart)
+            last_error = ""
             for _ in range(20):  # bounded: the restarted broker takes a moment to serve metadata
                 try:
                     recovered = await asyncio.wait_for(source.collect(), timeout=30.0)
                     break
-                except SourceError:
+                except SourceError as exc:
+                    last_error = str(exc)
                     await asyncio.sleep(0.5)
             else:
-                raise AssertionError("the source did not recover after the broker came back")
-            assert values(recovered)["total"] == 6.0
+                raise AssertionError(f"the source did not recover after the broker came back: {last_error}")
+            assert values(recovered)["total"] == 6.0, (recovered, last_error)
         finally:
             await source.close()
     finally:
