@@ -20,7 +20,7 @@ import yaml
 
 from shared.bus import Bus
 from shared.config import BusConfig
-from shared.schemas import DecisionBatch, TargetStatus
+from shared.schemas import Decision, DecisionBatch, TargetStatus
 
 from .conftest import ServiceStarter, SnapshotListener
 
@@ -43,6 +43,11 @@ POLICY = {
         ],
     },
 }
+
+
+def saw_the_push(decision: Decision) -> bool:
+    """The decision was made on a valid `queue_depth` (not on the status alone, before any snapshot arrived)."""
+    return decision.explanation is not None and any(m.proposal is not None for m in decision.explanation.inputs)
 
 
 async def test_a_raw_nats_push_produces_a_snapshot_and_then_a_decision(
@@ -108,9 +113,9 @@ async def test_a_raw_nats_push_produces_a_snapshot_and_then_a_decision(
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 30.0
         decision = None
-        while decision is None:
+        while decision is None:  # the first decision on the pushed value (one on the status alone may come first)
             batch = await asyncio.wait_for(batches.get(), timeout=max(0.1, deadline - loop.time()))
-            decision = next((d for d in batch.decisions if d.target == "orders"), None)
+            decision = next((d for d in batch.decisions if d.target == "orders" and saw_the_push(d)), None)
         # 50 queued jobs at an average of 5 per replica: 10 replicas, capped by HPA's default
         # scale-up limit of max(2 x current, 4) = 4 for this step.
         assert decision.explanation is not None and decision.explanation.raw_recommendation == 10, decision
