@@ -267,6 +267,7 @@ class Collector:
             self._subscriptions.append(
                 await push_bus.nc.subscribe(self._subjects.metrics_all, cb=self._on_push_message)
             )
+            await push_bus.subscriptions_registered()
         if self.membership is not None:
             await self.membership.start()
             self.metrics.members.set(len(self.membership.members))
