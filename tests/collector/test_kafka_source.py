@@ -178,6 +178,19 @@ async def test_a_missing_topic_fails_the_source_with_the_reason(
         await source.close()
 
 
+async def test_a_group_with_no_committed_offsets_is_an_error_not_zero_lag(
+    kafka: KafkaBroker, http: aiohttp.ClientSession
+) -> None:
+    """Without configured topics, no committed offset means the lag is unknown (new or misspelt group, or a
+    coordinator still loading after a restart); reporting 0 could scale a busy consumer down."""
+    source = lag_source(http, bootstrap_servers=kafka.bootstrap, group="a-group-that-never-committed")
+    try:
+        with pytest.raises(SourceError, match="no committed offsets"):
+            await source.collect()
+    finally:
+        await source.close()
+
+
 async def test_an_unreachable_broker_fails_within_the_timeout(http: aiohttp.ClientSession) -> None:
     """Bounded: the source gives up with a SourceError (a hang would end in TimeoutError instead)."""
     source = lag_source(http, bootstrap_servers=f"127.0.0.1:{free_port()}", group="g", timeout_seconds=2.0)

@@ -104,9 +104,15 @@ class KafkaLagSource:
             admin.list_consumer_group_offsets(self._config.group, partitions=wanted), "committed offsets"
         )
         committed: dict[TopicPartition, int] = {tp: meta.offset for tp, meta in offsets.items()}
+        if wanted is None and not committed:
+            # Without configured topics the committed offsets are the only list of partitions: none is not
+            # "no lag" (a new group, a misspelt group, or a coordinator still loading offsets after a restart
+            # all look like this) and a zero here could scale a busy consumer down.
+            raise SourceError(
+                f"kafka group {self._config.group!r} has no committed offsets; "
+                "configure `topics` to count uncommitted partitions"
+            )
         partitions = wanted if wanted is not None else sorted(committed)
-        if not partitions:
-            return {}
         ends: dict[TopicPartition, int] = await self._bounded(consumer.end_offsets(partitions), "end offsets")
         return {tp: partition_lag(committed.get(tp), ends[tp], self._config.uncommitted_lag) for tp in partitions}
 
