@@ -183,6 +183,7 @@ async def test_a_group_with_no_committed_offsets_is_an_error_not_zero_lag(
 ) -> None:
     """Without configured topics, no committed offset means the lag is unknown (new or misspelt group, or a
     coordinator still loading after a restart); reporting 0 could scale a busy consumer down."""
+    await seed(kafka.bootstrap, "nc")  # another group commits, so the broker's group coordinator is up
     source = lag_source(http, bootstrap_servers=kafka.bootstrap, group="a-group-that-never-committed")
     try:
         with pytest.raises(SourceError, match="no committed offsets"):
