@@ -13,13 +13,16 @@ from dataclasses import dataclass, field
 import msgspec
 
 from services.decider.engine.spec import Behavior, ScalingRules
+from services.decider.engine.window import RecommendationWindow
 
 SCALE_UP_LIMIT_FACTOR = 2.0
 SCALE_UP_LIMIT_MINIMUM = 4.0
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class Recommendation:
+    """Frozen: the stabilization index (``HpaState.window``) holds the same objects as the list."""
+
     replicas: int
     at: float
 
@@ -40,6 +43,8 @@ class HpaState:
     scale_down_events: list[ScaleEvent] = field(default_factory=list)
     initialized: bool = False
     """False until the first evaluation recorded the current replicas as a recommendation."""
+    window: RecommendationWindow[Recommendation] | None = field(default=None, repr=False, compare=False)
+    """Not persisted: an exact index over ``recommendations``, rebuilt whenever it no longer fits them."""
 
 
 class Normalized(msgspec.Struct, frozen=True):
@@ -65,9 +70,20 @@ def record_initial_recommendation(state: HpaState, current: int, now: float) -> 
 
 def stabilize_recommendation(state: HpaState, desired: int, now: float, window: float) -> int:
     """Max of the recommendations not older than the downscale window; records ``desired``."""
+    cutoff = now - window
+    index = _indexed_window(state, with_behavior=False, now=now, up_cutoff=cutoff, down_cutoff=cutoff)
+    if index is None:
+        return _scan_recommendation(state, desired, now, cutoff)
+    index.advance(cutoff, cutoff)
+    highest = index.window_max()
+    index.record(state.recommendations, Recommendation(desired, now))
+    return desired if highest is None or highest <= desired else highest
+
+
+def _scan_recommendation(state: HpaState, desired: int, now: float, cutoff: float) -> int:
+    """``stabilize_recommendation`` by scanning the whole history (when it cannot be indexed)."""
     highest = desired
     old_index = -1
-    cutoff = now - window
     for index, rec in enumerate(state.recommendations):
         if rec.at < cutoff:
             old_index = index
@@ -78,6 +94,28 @@ def stabilize_recommendation(state: HpaState, desired: int, now: float, window: 
     else:
         state.recommendations.append(Recommendation(desired, now))
     return highest
+
+
+def _indexed_window(
+    state: HpaState, *, with_behavior: bool, now: float, up_cutoff: float, down_cutoff: float
+) -> RecommendationWindow[Recommendation] | None:
+    """The state's index if it still fits, else a new one built from the list; None when the list needs the scan.
+
+    The scan is needed when a time is NaN, or ``now`` is older than a recorded time (a clock went back).
+    """
+    history = state.recommendations
+    index = state.window
+    if index is not None and index.fits(
+        history, with_behavior=with_behavior, now=now, up_cutoff=up_cutoff, down_cutoff=down_cutoff
+    ):
+        return index
+    index = None
+    if RecommendationWindow.can_index(history):
+        index = RecommendationWindow(history, with_behavior=with_behavior)
+        if not index.fits(history, with_behavior=with_behavior, now=now, up_cutoff=up_cutoff, down_cutoff=down_cutoff):
+            index = None
+    state.window = index
+    return index
 
 
 def scale_up_limit(current: int) -> int:
@@ -114,10 +152,30 @@ def normalize_without_behavior(
 def stabilize_with_behavior(
     state: HpaState, behavior: Behavior, current: int, desired: int, now: float
 ) -> tuple[int, str]:
-    up_recommendation = desired
     up_cutoff = now - behavior.scale_up.stabilization_window_seconds
-    down_recommendation = desired
     down_cutoff = now - behavior.scale_down.stabilization_window_seconds
+    index = _indexed_window(state, with_behavior=True, now=now, up_cutoff=up_cutoff, down_cutoff=down_cutoff)
+    if index is None:
+        up_recommendation, down_recommendation = _scan_with_behavior(state, desired, now, up_cutoff, down_cutoff)
+    else:
+        index.advance(up_cutoff, down_cutoff)
+        lowest, highest = index.window_min(), index.window_max()
+        up_recommendation = desired if lowest is None or lowest >= desired else lowest
+        down_recommendation = desired if highest is None or highest <= desired else highest
+        index.record(state.recommendations, Recommendation(desired, now))
+    recommendation = current
+    recommendation = max(recommendation, up_recommendation)
+    recommendation = min(recommendation, down_recommendation)
+    reason = "ScaleUpStabilized" if desired >= current else "ScaleDownStabilized"
+    return recommendation, reason
+
+
+def _scan_with_behavior(
+    state: HpaState, desired: int, now: float, up_cutoff: float, down_cutoff: float
+) -> tuple[int, int]:
+    """The scale-up and scale-down recommendations by scanning the whole history; records ``desired``."""
+    up_recommendation = desired
+    down_recommendation = desired
     old_cutoff = min(up_cutoff, down_cutoff)
     old_index = -1
     for index, rec in enumerate(state.recommendations):
@@ -128,15 +186,11 @@ def stabilize_with_behavior(
             down_recommendation = rec.replicas
         if at < old_cutoff:
             old_index = index
-    recommendation = current
-    recommendation = max(recommendation, up_recommendation)
-    recommendation = min(recommendation, down_recommendation)
     if old_index >= 0:
         state.recommendations[old_index] = Recommendation(desired, now)
     else:
         state.recommendations.append(Recommendation(desired, now))
-    reason = "ScaleUpStabilized" if desired >= current else "ScaleDownStabilized"
-    return recommendation, reason
+    return up_recommendation, down_recommendation
 
 
 def replicas_change_per_period(period_seconds: int, events: list[ScaleEvent], now: float) -> int:
