@@ -189,6 +189,15 @@ def find_kafka_classpath() -> str:
     return f"{KAFKA_LIB}/*"
 
 
+def kafka_cluster_id() -> str:
+    """A random KRaft cluster id (URL-safe base64 of a UUID). Like Kafka's own ``Uuid.randomUuid()``, never one
+    starting with ``-``: the storage tool's argument parser would read it as an option (1 id in 64)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 class KafkaBroker:
     """A real single-node Kafka broker in KRaft mode (broker and controller in one JVM).
 
@@ -247,7 +256,7 @@ class KafkaBroker:
             "group.initial.rebalance.delay.ms=0\n"
             "auto.create.topics.enable=false\n"
         )
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        cluster_id = kafka_cluster_id()
         formatted = subprocess.run(
             self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties)),
             capture_output=True,

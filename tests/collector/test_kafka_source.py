@@ -24,7 +24,7 @@ from shared.clock import ManualClock
 from shared.natsserver import free_port
 
 from .conftest import CollectorFactory, SnapshotListener, config_from
-from .servers import KafkaBroker, ServerUnavailable, skip_unavailable
+from .servers import KafkaBroker, ServerUnavailable, kafka_cluster_id, skip_unavailable
 
 pytestmark = pytest.mark.kafka
 
@@ -256,3 +256,11 @@ async def test_a_broker_outage_is_an_error_and_the_source_recovers_when_it_retur
             await source.close()
     finally:
         await asyncio.to_thread(broker.stop)
+
+
+def test_generated_kafka_cluster_ids_never_look_like_an_option() -> None:
+    """1 random id in 64 would start with '-' and break `StorageTool format -t <id>`; 2,000 draws make a miss
+    practically certain to show."""
+    ids = [kafka_cluster_id() for _ in range(2000)]
+    assert not any(cluster_id.startswith("-") for cluster_id in ids)
+    assert all(len(cluster_id) == 22 for cluster_id in ids)
